@@ -1,0 +1,124 @@
+/*
+ * log.c - logging to stderr or syslog (see log.h).
+ *
+ * stderr lines carry a UTC timestamp with milliseconds, the program name and
+ * pid, so a test or an administrator can line them up with a client's view.
+ */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *log_ident = "pigeon";
+static bool log_to_stderr = true;
+static enum log_level log_min = LOG_LEVEL_INFO;
+
+/* log_open - set the program name and where lines go */
+void log_open(const char *ident, bool to_stderr, enum log_level min_level)
+{
+    log_ident = ident;
+    log_to_stderr = to_stderr;
+    log_min = min_level;
+    if (!to_stderr)
+        openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+}
+
+/* log_line - format one line and emit it with a single write */
+static void log_line(enum log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+static void log_line(enum log_level level, const char *fmt, va_list ap)
+{
+    static const char *const names[] = {"debug", "info", "warning", "error"};
+    static const int priorities[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
+    char msg[2048];
+
+    if (level < log_min)
+        return;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (!log_to_stderr) {
+        syslog(priorities[level], "%s%s%s", level == LOG_LEVEL_INFO ? "" : names[level],
+               level == LOG_LEVEL_INFO ? "" : ": ", msg);
+        return;
+    }
+
+    struct timespec ts;
+    struct tm tm;
+    char line[2300];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%ld]: %s%s%s\n",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, log_ident, (long)getpid(),
+                     level == LOG_LEVEL_INFO ? "" : names[level],
+                     level == LOG_LEVEL_INFO ? "" : ": ", msg);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof(line)) {
+        n = sizeof(line) - 1;
+        line[n - 1] = '\n';
+    }
+    /* A failed log write has nowhere to be reported; the daemon goes on. */
+    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+    (void)w;
+}
+
+#define LOG_FUNCTION(name, level)                                                                  \
+    void name(const char *fmt, ...)                                                                \
+    {                                                                                              \
+        va_list ap;                                                                                \
+        va_start(ap, fmt);                                                                         \
+        log_line(level, fmt, ap);                                                                  \
+        va_end(ap);                                                                                \
+    }
+
+LOG_FUNCTION(log_debug, LOG_LEVEL_DEBUG)
+LOG_FUNCTION(log_info, LOG_LEVEL_INFO)
+LOG_FUNCTION(log_warn, LOG_LEVEL_WARN)
+LOG_FUNCTION(log_err, LOG_LEVEL_ERR)
+
+/* fatal - log and exit(1); only for start-up errors and broken invariants */
+void fatal(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_line(LOG_LEVEL_ERR, fmt, ap);
+    va_end(ap);
+    exit(1);
+}
+
+/* log_safe - copy network bytes into out as printable text (see log.h) */
+char *log_safe(char *out, size_t outsize, const void *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = p;
+    size_t o = 0;
+
+    if (outsize == 0)
+        return out;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        size_t need = (c < 0x20 || c == 0x7f || c == '\\') ? 4 : 1;
+        if (o + need + 4 > outsize) {
+            if (o + 4 <= outsize) {
+                memcpy(out + o, "...", 3);
+                o += 3;
+            }
+            break;
+        }
+        if (need == 4) {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}

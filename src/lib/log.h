@@ -1,0 +1,44 @@
+/*
+ * log.h - one line per event, to stderr (pigeond -d, the tools) or syslog.
+ *
+ * Mail logs are read by people hunting one message, so every line about a
+ * message starts with its queue id, the way Postfix does it:
+ *
+ *     0NDUQ6J8AMH2000: from=<oleg@vbip.com>, size=112, nrcpt=2
+ *
+ * Safe to call from any thread: each line is written with a single write().
+ * Text that came from the network must pass through log_safe() first so a
+ * client cannot forge log lines with CR or LF.
+ */
+#ifndef PIGEON_LIB_LOG_H
+#define PIGEON_LIB_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum log_level {
+    LOG_LEVEL_DEBUG,
+    LOG_LEVEL_INFO,
+    LOG_LEVEL_WARN,
+    LOG_LEVEL_ERR,
+};
+
+/* log_open - set the program name and where lines go */
+void log_open(const char *ident, bool to_stderr, enum log_level min_level);
+
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* fatal - log and exit(1); only for start-up errors and broken invariants */
+_Noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * log_safe - copy network bytes into out as printable text: control bytes
+ * and backslashes become \xNN; the result is always NUL-terminated and
+ * truncated (with "...") to fit outsize.  Returns out.
+ */
+char *log_safe(char *out, size_t outsize, const void *p, size_t n);
+
+#endif

@@ -1,0 +1,240 @@
+"""Fixtures for the integration tests: a real pigeond on a free loopback port.
+
+Every test gets its own working directory (queue, mailboxes, log, config),
+removed afterwards.  pigeond is the binary named by $PIGEOND (scripts/test
+sets it), else build/src/pigeond.
+
+    def test_something(pigeond):            # default-like configuration
+        with smtp_session(pigeond.port) as s: ...
+        assert pigeond.wait_for_messages("somebody", 1)
+
+    def test_other(make_pigeond):           # a configuration of your own
+        d = make_pigeond(trusted="192.0.2.0/24")   # loopback is untrusted
+"""
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PIGEOND = os.environ.get("PIGEOND") or str(ROOT / "build" / "src" / "pigeond")
+
+
+def free_port():
+    """A TCP port that nothing listens on right now (on 127.0.0.1)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def config_text(port, trusted="127.0.0.0/8, ::1", domains="localhost", listen=None,
+                local_action='action "local" maildir "./var/mail/%{user}/Maildir"',
+                extra="", limits=None, sync="syncfs"):
+    """The built-in default configuration, with the knobs tests need."""
+    listen = listen or ["127.0.0.1"]
+    lines = [
+        'hostname "pigeon.test"',
+        'user "pigeon"',
+        f'queue "./var/spool" sync {sync}',
+        "workers 2",
+    ]
+    if trusted:
+        lines.append("trusted { %s }" % trusted)
+    lines += [f"listen on {a} port {port}" for a in listen]
+    lines += [
+        "table domains { %s }" % domains,
+        local_action,
+        'action "outbound" relay',
+        'match from any for domain <domains> action "local"',
+    ]
+    if trusted:
+        lines.append('match from trusted for any action "outbound"')
+    for name, value in (limits or {}).items():
+        lines.append(f"limit {name} {value}")
+    lines.append(extra)
+    return "\n".join(lines) + "\n"
+
+
+class Pigeond:
+    """One pigeond process with its own directory."""
+
+    def __init__(self, workdir, port, text):
+        self.dir = pathlib.Path(workdir)
+        self.port = port
+        self.conf = self.dir / "pigeond.conf"
+        self.conf.write_text(text)
+        self.logfile = self.dir / "pigeond.log"
+        self.proc = None
+
+    def start(self, timeout=10):
+        log = open(self.logfile, "ab")
+        self.proc = subprocess.Popen([PIGEOND, "-d", "-f", str(self.conf)], cwd=self.dir,
+                                     stdout=log, stderr=log)
+        log.close()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("pigeond exited with %s:\n%s" % (self.proc.returncode, self.log()))
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.recv(100)
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("pigeond did not start listening:\n" + self.log())
+
+    def stop(self, timeout=10):
+        """SIGTERM, and wait; returns the exit status."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def log(self):
+        try:
+            return self.logfile.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def maildir(self, user):
+        return self.dir / "var" / "mail" / user / "Maildir"
+
+    def messages(self, user):
+        """The files in a Maildir's new/, oldest name first, as bytes."""
+        new = self.maildir(user) / "new"
+        if not new.is_dir():
+            return []
+        return [p.read_bytes() for p in sorted(new.iterdir())]
+
+    def wait_for_messages(self, user, count, timeout=10):
+        """Wait until user's Maildir holds at least count messages; return them."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            msgs = self.messages(user)
+            if len(msgs) >= count:
+                return msgs
+            time.sleep(0.02)
+        return self.messages(user)
+
+    def wait_for_log(self, text, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if text in self.log():
+                return True
+            time.sleep(0.02)
+        return False
+
+
+@pytest.fixture
+def workdir():
+    """A directory the unprivileged pigeon user can reach (pytest's tmp_path is 0700)."""
+    d = tempfile.mkdtemp(prefix="pigeon-test-")
+    os.chmod(d, 0o755)
+    yield pathlib.Path(d)
+    subprocess.run(["rm", "-rf", d], check=False)
+
+
+@pytest.fixture
+def make_pigeond(workdir):
+    """A factory: make_pigeond(**config_text knobs) or make_pigeond(text=...)."""
+    started = []
+
+    def make(text=None, start=True, **knobs):
+        port = knobs.pop("port", None) or free_port()
+        d = Pigeond(workdir, port, text if text is not None else config_text(port, **knobs))
+        started.append(d)
+        return d.start() if start else d
+
+    yield make
+    for d in started:
+        try:
+            d.stop()
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def pigeond(make_pigeond):
+    """pigeond on the default-like configuration (loopback trusted)."""
+    return make_pigeond()
+
+
+class SmtpConn:
+    """A raw SMTP connection: send bytes exactly, read whole replies."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.file = self.sock.makefile("rb")
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def reply(self):
+        """One reply, all its lines: (code, [lines as bytes without CRLF])."""
+        lines = []
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise EOFError("connection closed; got %r" % lines)
+            assert line.endswith(b"\r\n"), line
+            lines.append(line[:-2])
+            if line[3:4] != b"-":
+                return int(line[:3]), lines
+
+    def cmd(self, data):
+        self.send(data)
+        return self.reply()
+
+    def closed(self, timeout=5):
+        """True when the server has closed the connection."""
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@pytest.fixture
+def connect(pigeond):
+    """connect() -> an SmtpConn to the default pigeond, greeting already read."""
+    conns = []
+
+    def make(port=None):
+        c = SmtpConn(port or pigeond.port)
+        conns.append(c)
+        code, _ = c.reply()
+        assert code == 220
+        return c
+
+    yield make
+    for c in conns:
+        c.close()
