@@ -981,6 +981,10 @@ static struct config *config_new(void)
         .recipients = 1000,
         .message_size = 35 * 1024 * 1024,
         .errors = 20,
+        .sessions = 16384,
+        .sessions_per_client = 50,
+        .connections_per_minute = 300,
+        .queue_size = 100000,
     };
     cfg->timeouts = (struct config_timeouts){.command = 300, .data = 300};
     if (cfg->user == NULL || cfg->queue_dir == NULL) {

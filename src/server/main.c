@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@
 
 #include "config/config.h"
 #include "lib/log.h"
+#include "policy/limits.h"
 #include "queue/queue.h"
 #include "server/server.h"
 
@@ -166,6 +168,20 @@ static struct smtp_server_settings smtp_settings(const struct config *cfg)
     };
 }
 
+/* raise_fd_limit - as many descriptors as we may have: every session is one */
+static void raise_fd_limit(const struct config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        log_warn("cannot raise the descriptor limit: %s", strerror(errno));
+    if (cfg->limits.sessions == 0 || (rlim_t)cfg->limits.sessions + 64 > rl.rlim_cur)
+        log_info("descriptor limit %llu; sessions beyond it are refused by accept()",
+                 (unsigned long long)rl.rlim_cur);
+}
+
 /* on_signal - SIGTERM or SIGINT: stop accepting, end sessions, leave the loop */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -231,6 +247,11 @@ int main(int argc, char **argv)
     if (srv.base == NULL)
         fatal("cannot create the event loop");
     srv.smtp = smtp_settings(cfg);
+    srv.clients =
+        client_limits_new(cfg->limits.sessions_per_client, cfg->limits.connections_per_minute);
+    if (srv.clients == NULL)
+        fatal("out of memory");
+    raise_fd_limit(cfg);
     if (server_listen(&srv, err, sizeof(err)) < 0)
         fatal("%s", err);
     drop_privileges(cfg);
@@ -269,6 +290,7 @@ int main(int argc, char **argv)
     event_free(sigterm);
     event_free(sigint);
     event_base_free(srv.base);
+    client_limits_free(srv.clients);
     config_free(cfg);
     log_info("pigeond stopped");
     return 0;

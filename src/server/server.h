@@ -17,6 +17,7 @@
 
 struct event_base;
 struct evconnlistener;
+struct client_limits;
 struct queue;
 struct session;
 
@@ -31,6 +32,7 @@ struct server {
 
     struct session *sessions; /* all open sessions */
     unsigned nsessions;
+    struct client_limits *clients; /* sessions and connection rate per address */
     uint64_t next_session_id;
     bool stopping;
 };

@@ -30,6 +30,7 @@
 #include <event2/event.h>
 
 #include "lib/log.h"
+#include "policy/limits.h"
 #include "policy/policy.h"
 #include "queue/queue.h"
 #include "server/server.h"
@@ -38,6 +39,8 @@
  * reading a client that does not read them. */
 #define FEED_MAX     (16 * 1024)
 #define OUTPUT_PAUSE (64 * 1024)
+/* Input libevent may read ahead of us (it stops reading beyond this). */
+#define INPUT_LIMIT (64 * 1024)
 
 struct session {
     struct server *srv;
@@ -47,8 +50,10 @@ struct session {
     struct sockaddr_storage addr;
     char addr_text[INET6_ADDRSTRLEN];
     bool trusted;
-    bool eof;     /* the client will send nothing more */
-    bool closing; /* waiting for the last replies to go out */
+    bool counted;      /* in the per-address limits (untrusted clients) */
+    bool eof;          /* the client will send nothing more */
+    time_t line_since; /* when the command line now being received began */
+    bool closing;      /* waiting for the last replies to go out */
     char helo[SMTP_DOMAIN_MAX + 1];
     bool esmtp;
 
@@ -386,6 +391,32 @@ static void session_finish(struct session *s)
     /* else the write callback frees it when the output has drained */
 }
 
+/*
+ * slow_line - a command line must arrive whole within the command timeout,
+ * not merely a byte within each timeout: a client dribbling one byte a
+ * second (slowloris) is cut off like a silent one.  True if it was.
+ */
+static bool slow_line(struct session *s)
+{
+    if (!smtp_server_partial_line(s->smtp)) {
+        s->line_since = 0;
+        return false;
+    }
+    time_t now = time(NULL);
+    if (s->line_since == 0) {
+        s->line_since = now;
+        return false;
+    }
+    if (now - s->line_since < (time_t)s->srv->cfg->timeouts.command)
+        return false;
+    log_info("session %llu: command line from %s not finished in %u seconds; closing",
+             (unsigned long long)s->id, s->addr_text, s->srv->cfg->timeouts.command);
+    smtp_server_timeout(s->smtp);
+    flush_output(s);
+    session_finish(s);
+    return true;
+}
+
 /* session_process - feed what the client sent to the engine, as far as we may */
 static void session_process(struct session *s)
 {
@@ -393,6 +424,8 @@ static void session_process(struct session *s)
     struct evbuffer *out = bufferevent_get_output(s->bev);
 
     if (s->closing)
+        return;
+    if (slow_line(s))
         return;
     for (;;) {
         if (smtp_server_waiting(s->smtp) || smtp_server_closing(s->smtp))
@@ -413,6 +446,10 @@ static void session_process(struct session *s)
             break;
     }
     flush_output(s);
+    if (!smtp_server_partial_line(s->smtp))
+        s->line_since = 0;
+    else if (s->line_since == 0)
+        s->line_since = time(NULL);
 
     if (smtp_server_closing(s->smtp) ||
         (s->eof && !smtp_server_waiting(s->smtp) && s->msg == NULL)) {
@@ -507,56 +544,115 @@ static void session_free(struct session *s)
     if (s->next)
         s->next->prev = s->prev;
     srv->nsessions--;
+    if (s->counted)
+        client_limits_disconnect(srv->clients, (const struct sockaddr *)&s->addr);
     log_info("session %llu: disconnect from %s, %u message%s queued", (unsigned long long)s->id,
              s->addr_text, s->messages, s->messages == 1 ? "" : "s");
     free(s);
 }
 
+/* refuse_connection - 421 straight onto the socket, and close it */
+static void refuse_connection(int fd, const char *text)
+{
+    char line[256];
+    int n = snprintf(line, sizeof(line), "421 4.7.0 %s\r\n", text);
+    if (n > 0 && write(fd, line, (size_t)n) < 0)
+        log_debug("could not send 421: %s", strerror(errno));
+    evutil_closesocket(fd);
+}
+
+/* admit - may this connection have a session?  Refuses it (421) if not */
+static bool admit(struct server *srv, int fd, const struct sockaddr *addr, const char *text,
+                  bool trusted, bool *counted)
+{
+    const struct config_limits *lim = &srv->cfg->limits;
+    *counted = false;
+    if (lim->sessions != 0 && srv->nsessions >= lim->sessions) {
+        log_warn("refused a connection from %s: %u sessions open (limit sessions)", text,
+                 srv->nsessions);
+        refuse_connection(fd, "Too many connections, try again later");
+        return false;
+    }
+    if (trusted)
+        return true; /* the per-address limits are for the outside world */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    switch (client_limits_connect(srv->clients, addr, now)) {
+    case CLIENT_OK:
+        *counted = true;
+        return true;
+    case CLIENT_TOO_MANY_SESSIONS:
+        log_warn("refused a connection from %s: limit sessions-per-client", text);
+        refuse_connection(fd, "Too many connections from your address, try again later");
+        return false;
+    case CLIENT_TOO_FAST:
+        log_warn("refused a connection from %s: limit connections-per-minute", text);
+        refuse_connection(fd, "Too many connections per minute from your address, slow down");
+        return false;
+    case CLIENT_TOO_MANY_CLIENTS:
+        log_warn("refused a connection from %s: too many client addresses tracked", text);
+        refuse_connection(fd, "Too busy, try again later");
+        return false;
+    }
+    return false;
+}
+
 /* session_open - a new client connection, accepted on fd */
 void session_open(struct server *srv, int fd, const struct sockaddr *addr, socklen_t addrlen)
 {
+    char text[INET6_ADDRSTRLEN] = "?";
+    uint16_t port = 0;
+    if (addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)addr;
+        inet_ntop(AF_INET6, &a6->sin6_addr, text, sizeof(text));
+        port = ntohs(a6->sin6_port);
+    } else if (addr->sa_family == AF_INET) {
+        const struct sockaddr_in *a4 = (const struct sockaddr_in *)addr;
+        inet_ntop(AF_INET, &a4->sin_addr, text, sizeof(text));
+        port = ntohs(a4->sin_port);
+    }
+    bool trusted = policy_client_trusted(srv->cfg, addr);
+    bool counted;
+    if (!admit(srv, fd, addr, text, trusted, &counted))
+        return;
+
     struct session *s = calloc(1, sizeof(*s));
-    if (s == NULL) {
-        evutil_closesocket(fd);
+    if (s != NULL) {
+        s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        s->smtp = smtp_server_new(&srv->smtp, &session_ops, s, trusted);
+    }
+    if (s == NULL || s->bev == NULL || s->smtp == NULL) {
+        log_err("refused a connection from %s: out of memory", text);
+        if (s != NULL && s->bev != NULL)
+            bufferevent_free(s->bev);
+        else
+            evutil_closesocket(fd);
+        if (s != NULL)
+            smtp_server_free(s->smtp);
+        free(s);
+        if (counted)
+            client_limits_disconnect(srv->clients, addr);
         return;
     }
     s->srv = srv;
     s->id = ++srv->next_session_id;
     memcpy(&s->addr, addr, addrlen < sizeof(s->addr) ? addrlen : sizeof(s->addr));
-    uint16_t port = 0;
-    if (addr->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)addr;
-        inet_ntop(AF_INET6, &a6->sin6_addr, s->addr_text, sizeof(s->addr_text));
-        port = ntohs(a6->sin6_port);
-    } else {
-        const struct sockaddr_in *a4 = (const struct sockaddr_in *)addr;
-        inet_ntop(AF_INET, &a4->sin_addr, s->addr_text, sizeof(s->addr_text));
-        port = ntohs(a4->sin_port);
-    }
-    s->trusted = policy_client_trusted(srv->cfg, addr);
-
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    s->smtp = smtp_server_new(&srv->smtp, &session_ops, s, s->trusted);
-    if (s->bev == NULL || s->smtp == NULL) {
-        if (s->bev)
-            bufferevent_free(s->bev);
-        else
-            evutil_closesocket(fd);
-        smtp_server_free(s->smtp);
-        free(s);
-        return;
-    }
+    memcpy(s->addr_text, text, sizeof(s->addr_text));
+    s->trusted = trusted;
+    s->counted = counted;
     s->next = srv->sessions;
     if (srv->sessions)
         srv->sessions->prev = s;
     srv->sessions = s;
     srv->nsessions++;
 
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     log_info("session %llu: connect from %s port %u%s", (unsigned long long)s->id, s->addr_text,
              port, s->trusted ? " (trusted)" : "");
     bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+    bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_LIMIT);
     smtp_server_greet(s->smtp);
     flush_output(s);
     set_timeout(s);

@@ -1156,3 +1156,9 @@ bool smtp_server_in_message(const struct smtp_server *s)
 {
     return s->state == STATE_DATA || s->state == STATE_CHUNK;
 }
+
+/* smtp_server_partial_line - part of a command line is buffered */
+bool smtp_server_partial_line(const struct smtp_server *s)
+{
+    return s->state == STATE_COMMAND && (s->line.len > 0 || s->line_too_long);
+}

@@ -131,4 +131,7 @@ bool smtp_server_waiting(const struct smtp_server *s);
 /* smtp_server_in_message - receiving message data (for the data timeout) */
 bool smtp_server_in_message(const struct smtp_server *s);
 
+/* smtp_server_partial_line - part of a command line is buffered, waiting for its end */
+bool smtp_server_partial_line(const struct smtp_server *s);
+
 #endif

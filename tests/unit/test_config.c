@@ -269,10 +269,10 @@ static void test_default_config_settings_limits_and_timeouts(void **state)
     assert_int_equal(f->cfg->limits.recipients, 1000);
     assert_int_equal(f->cfg->limits.message_size, 36700160);
     assert_int_equal(f->cfg->limits.errors, 20);
-    assert_int_equal(f->cfg->limits.sessions, 0);
-    assert_int_equal(f->cfg->limits.sessions_per_client, 0);
-    assert_int_equal(f->cfg->limits.connections_per_minute, 0);
-    assert_int_equal(f->cfg->limits.queue_size, 0);
+    assert_int_equal(f->cfg->limits.sessions, 16384);
+    assert_int_equal(f->cfg->limits.sessions_per_client, 50);
+    assert_int_equal(f->cfg->limits.connections_per_minute, 300);
+    assert_int_equal(f->cfg->limits.queue_size, 100000);
     assert_int_equal(f->cfg->timeouts.command, 300);
     assert_int_equal(f->cfg->timeouts.data, 300);
 }
@@ -307,8 +307,10 @@ static void test_file_with_only_a_listener_gets_every_default(void **state)
     assert_int_equal(cfg->limits.recipients, 1000);
     assert_int_equal(cfg->limits.message_size, 35 * 1024 * 1024);
     assert_int_equal(cfg->limits.errors, 20);
-    assert_int_equal(cfg->limits.sessions, 0);
-    assert_int_equal(cfg->limits.queue_size, 0);
+    assert_int_equal(cfg->limits.sessions, 16384);
+    assert_int_equal(cfg->limits.sessions_per_client, 50);
+    assert_int_equal(cfg->limits.connections_per_minute, 300);
+    assert_int_equal(cfg->limits.queue_size, 100000);
     assert_int_equal(cfg->timeouts.command, 300);
     assert_int_equal(cfg->timeouts.data, 300);
 }
