@@ -30,4 +30,55 @@ int smtp_reply_format(struct buf *out, unsigned code, const char *enh, const cha
 /* smtp_enhanced_valid - is s[0..n) an enhanced status code class.subject.detail? */
 bool smtp_enhanced_valid(const char *s, size_t n);
 
+/* ---- reading replies (the client side) ---------------------------------- */
+
+#define SMTP_REPLY_LINES_MAX 100 /* lines in one reply before it is refused */
+
+/*
+ * An incremental reply reader.  Server replies are parsed as defensively
+ * as client commands (OpenSMTPD's CVE-2020-8794 was in its client): a line
+ * past the limit, a code that is not [2-5][0-5][0-9], a line that is neither
+ * "ddd-", "ddd " nor "ddd", lines with different codes in one reply, control
+ * characters, too many lines: each is an error, after which the reader
+ * refuses everything (the connection should be dropped).  A line may end in
+ * CRLF or, leniently, a bare LF.
+ */
+struct smtp_reply_reader {
+    size_t line_max;  /* octets per line, CRLF included */
+    size_t lines_max; /* lines per reply */
+    struct buf line;  /* a line that arrived in pieces */
+    struct buf text;  /* the reply so far: each line's text, joined by '\n' */
+    unsigned code;    /* of the reply being read; 0 before its first line */
+    size_t nlines;
+    const char *error; /* set once the reader has refused its input */
+};
+
+/* A whole reply, valid until the next call on its reader. */
+struct smtp_reply_read {
+    unsigned code;
+    char enh[12];     /* "5.1.1" when the first line starts with one of the code's class */
+    const char *text; /* lines joined by '\n', enhanced code left in; NUL-terminated */
+    size_t text_len;
+    size_t nlines;
+};
+
+enum smtp_reply_status {
+    SMTP_REPLY_MORE,  /* all input used, no whole reply yet */
+    SMTP_REPLY_DONE,  /* *out holds a reply; *used says how much input it took */
+    SMTP_REPLY_ERROR, /* reader->error says why */
+};
+
+/* smtp_reply_reader_init - a reader with the RFC's limits (or bigger ones) */
+void smtp_reply_reader_init(struct smtp_reply_reader *r, size_t line_max, size_t lines_max);
+
+/* smtp_reply_reader_free - release its buffers */
+void smtp_reply_reader_free(struct smtp_reply_reader *r);
+
+/* smtp_reply_read - take input until one reply is complete */
+enum smtp_reply_status smtp_reply_read(struct smtp_reply_reader *r, const uint8_t *in, size_t n,
+                                       size_t *used, struct smtp_reply_read *out);
+
+/* smtp_reply_reader_partial - a reply has begun and not ended */
+bool smtp_reply_reader_partial(const struct smtp_reply_reader *r);
+
 #endif
