@@ -1,15 +1,13 @@
 /*
  * deliver.c - the delivery worker threads (see deliver.h).
  *
- * A worker takes every job waiting (up to DELIVER_BATCH), so under load one
- * sync covers many deliveries, the same group commit the queue uses for
- * accepting mail.  Deliveries are logged only after that sync: a "sent" in
- * the log means the message is on stable storage in the mailbox.
+ * A worker takes every job waiting (up to DELIVER_BATCH) and delivers them.
+ * It does not sync: a Maildir link is made durable by the queue thread's
+ * next sync, the same one that commits newly received mail, so accepting
+ * and delivering share one sync per batch.  "sent" is logged only after it.
  */
 #include "deliver.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,9 +35,9 @@ struct deliverer {
     unsigned nthreads;
 };
 
-/* log_outcome - one line per recipient, Postfix style */
-static void log_outcome(const struct envelope *env, size_t i, enum deliver_outcome outcome,
-                        const char *why)
+/* deliver_log - one line per recipient, Postfix style */
+void deliver_log(const struct envelope *env, size_t i, enum deliver_outcome outcome,
+                 const char *why)
 {
     const struct envelope_rcpt *r = &env->rcpt[i];
     long long delay = (long long)time(NULL) - env->arrival;
@@ -55,61 +53,9 @@ static void log_outcome(const struct envelope *env, size_t i, enum deliver_outco
                  why);
 }
 
-/* job_finished - no recipient of the job's message is left to deliver */
-static bool job_finished(const struct deliver_job *job)
-{
-    const struct envelope *env = job->env;
-    for (size_t i = 0; i < env->nrcpt; i++) {
-        if (env->rcpt[i].state != ENVELOPE_PENDING)
-            continue;
-        if (job->outcome[i] != DELIVER_OK && job->outcome[i] != DELIVER_FAIL)
-            return false;
-    }
-    return true;
-}
-
-/* sync_batch - make the batch's links durable; -1 with errno */
-static int sync_batch(struct deliverer *d, struct deliver_job *jobs)
-{
-    if (d->set.sync == QUEUE_SYNC_SYNCFS)
-        return syncfs(d->set.spool_fd);
-
-    /* fsync mode: each new/ directory that got a link, once. */
-    const char *done[DELIVER_BATCH];
-    size_t ndone = 0;
-    for (struct deliver_job *job = jobs; job != NULL; job = job->next) {
-        for (size_t i = 0; i < job->env->nrcpt; i++) {
-            const char *maildir = job->env->rcpt[i].maildir;
-            if (job->outcome[i] != DELIVER_OK || maildir == NULL)
-                continue;
-            bool seen = false;
-            for (size_t k = 0; k < ndone && !seen; k++)
-                seen = strcmp(done[k], maildir) == 0;
-            if (seen)
-                continue;
-            char path[4096];
-            snprintf(path, sizeof(path), "%s/new", maildir);
-            int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (fd < 0 || fsync(fd) < 0) {
-                int e = errno;
-                if (fd >= 0)
-                    close(fd);
-                errno = e;
-                return -1;
-            }
-            close(fd);
-            if (ndone < DELIVER_BATCH)
-                done[ndone++] = maildir;
-        }
-    }
-    return 0;
-}
-
 /* deliver_batch - deliver every pending local recipient of every job */
 static void deliver_batch(struct deliverer *d, struct deliver_job *jobs)
 {
-    bool any_linked = false;
-
     for (struct deliver_job *job = jobs; job != NULL; job = job->next) {
         const struct envelope *env = job->env;
         for (size_t i = 0; i < env->nrcpt; i++) {
@@ -120,37 +66,9 @@ static void deliver_batch(struct deliverer *d, struct deliver_job *jobs)
             bool linked = false;
             job->outcome[i] =
                 maildir_deliver(env, i, d->set.msg_dirfd, d->hostname, &linked, why, sizeof(why));
-            any_linked |= linked;
+            /* Successes are logged by the queue once they are durable. */
             if (job->outcome[i] != DELIVER_OK)
-                log_outcome(env, i, job->outcome[i], why);
-        }
-    }
-
-    if (any_linked && sync_batch(d, jobs) < 0) {
-        /* Not known to be durable: try again later.  The retry finds the
-         * links in place and counts them delivered then. */
-        int e = errno;
-        for (struct deliver_job *job = jobs; job != NULL; job = job->next) {
-            for (size_t i = 0; i < job->env->nrcpt; i++) {
-                if (job->outcome[i] == DELIVER_OK) {
-                    job->outcome[i] = DELIVER_DEFER;
-                    char why[128];
-                    snprintf(why, sizeof(why), "sync after delivery failed: %s", strerror(e));
-                    log_outcome(job->env, i, DELIVER_DEFER, why);
-                }
-            }
-        }
-    }
-
-    for (struct deliver_job *job = jobs; job != NULL; job = job->next) {
-        for (size_t i = 0; i < job->env->nrcpt; i++)
-            if (job->outcome[i] == DELIVER_OK)
-                log_outcome(job->env, i, DELIVER_OK, NULL);
-        if (job_finished(job)) {
-            if (unlinkat(d->set.msg_dirfd, job->env->id, 0) == 0 || errno == ENOENT)
-                job->content_removed = true;
-            else
-                log_warn("%s: cannot remove the content file: %s", job->env->id, strerror(errno));
+                deliver_log(env, i, job->outcome[i], why);
         }
     }
 }
@@ -205,7 +123,7 @@ struct deliverer *deliverer_start(const struct deliver_settings *settings,
     pthread_cond_init(&d->cond, NULL);
     for (unsigned i = 0; i < d->nthreads; i++) {
         if (pthread_create(&d->threads[i], NULL, worker_main, d) != 0)
-            fatal("cannot start a delivery thread: %s", strerror(errno));
+            fatal("cannot start a delivery thread");
     }
     return d;
 }

@@ -3,10 +3,11 @@
  * mailboxes.
  *
  * The queue manager hands over jobs (one message each); a worker takes every
- * job waiting, up to a batch, delivers each pending local recipient, makes
- * the whole batch durable with one sync, removes the content files of
- * messages that are finished, and hands the jobs back with an outcome per
- * recipient.  Remote recipients are left pending for outbound delivery.
+ * job waiting, up to a batch, delivers each pending local recipient and
+ * hands the jobs back with an outcome per recipient.  Making the deliveries
+ * durable, logging them and removing finished content files is the queue
+ * manager's part (queue.c), so they share its syncs.  Remote recipients are
+ * left pending for outbound delivery.
  */
 #ifndef PIGEON_DELIVER_H
 #define PIGEON_DELIVER_H
@@ -27,15 +28,12 @@ enum deliver_outcome {
 struct deliver_job {
     const struct envelope *env; /* read-only while the job is out */
     uint8_t *outcome;           /* per recipient, enum deliver_outcome */
-    bool content_removed;       /* the message is finished and msg/<id> is gone */
     void *owner;                /* the queue's record of the message */
     struct deliver_job *next;
 };
 
 struct deliver_settings {
-    int msg_dirfd; /* spool/msg */
-    int spool_fd;  /* for syncfs */
-    enum queue_sync sync;
+    int msg_dirfd;        /* spool/msg */
     const char *hostname; /* in Maildir file names */
     unsigned workers;
 };
@@ -51,5 +49,9 @@ void deliverer_submit(struct deliverer *d, struct deliver_job *job);
 
 /* deliverer_stop - finish the jobs in hand, then stop */
 void deliverer_stop(struct deliverer *d);
+
+/* deliver_log - the log line for one recipient's delivery */
+void deliver_log(const struct envelope *env, size_t rcpt, enum deliver_outcome outcome,
+                 const char *why);
 
 #endif

@@ -37,12 +37,13 @@
 #include "lib/log.h"
 #include "queue/journal.h"
 
-#define CHUNK_SIZE       (64 * 1024) /* content handed to the queue thread at a time */
-#define CHUNKS_IN_FLIGHT 2           /* per message, before the session stops reading */
-#define ROTATE_MIN       (8u << 20)  /* journal octets before a new segment */
-#define RETRY_FIRST      60          /* seconds before the first retry */
-#define RETRY_MAX        3600        /* longest wait between retries */
-#define STATS_INTERVAL   60          /* seconds between group-commit log lines */
+#define CHUNK_SIZE            (64 * 1024) /* content handed to the queue thread at a time */
+#define CHUNKS_IN_FLIGHT      2           /* per message, before the session stops reading */
+#define ROTATE_MIN            (8u << 20)  /* journal octets before a new segment */
+#define RETRY_FIRST           60          /* seconds before the first retry */
+#define RETRY_MAX             3600        /* longest wait between retries */
+#define STATS_INTERVAL        60          /* seconds between group-commit log lines */
+#define DELIVERY_SYNC_WAIT_MS 2           /* a delivery waits this long for a commit's sync */
 
 enum item_kind {
     ITEM_CHUNK,     /* loop -> queue: content; back: written */
@@ -130,6 +131,8 @@ struct queue {
     unsigned id_seq;
 
     /* Queue thread. */
+    struct deliver_job *unsynced; /* delivered, waiting for the next sync */
+    struct deliver_job **unsynced_tail;
     struct qmsg *live;
     size_t live_bytes;
     struct qmsg **retry; /* min-heap on next_try */
@@ -373,7 +376,6 @@ static void dispatch(struct queue *q, struct qmsg *qm)
         return;
     }
     qm->state = QMSG_DELIVERING;
-    qm->job.content_removed = false;
     memset(qm->job.outcome, 0, qm->env->nrcpt);
     deliverer_submit(q->deliverer, &qm->job);
 }
@@ -417,49 +419,105 @@ static time_t retry_delay(unsigned attempts)
     return d < RETRY_MAX ? d : RETRY_MAX;
 }
 
-/* record_results - what the workers did with a batch of jobs */
-static void record_results(struct queue *q, struct deliver_job *jobs)
+/*
+ * finalize_job - record what a delivery did, once it is durable: states,
+ * log lines, journal records; a finished message loses its content file
+ * and leaves the queue.
+ */
+static void finalize_job(struct queue *q, struct deliver_job *job)
+{
+    struct qmsg *qm = job->owner;
+    struct envelope *env = qm->env;
+    bool deferred = false;
+    for (size_t i = 0; i < env->nrcpt; i++) {
+        switch ((enum deliver_outcome)job->outcome[i]) {
+        case DELIVER_OK:
+            env->rcpt[i].state = ENVELOPE_DELIVERED;
+            atomic_fetch_add(&q->delivered, 1);
+            deliver_log(env, i, DELIVER_OK, NULL);
+            break;
+        case DELIVER_FAIL:
+            /* Bounces come with outbound delivery; until then the log says it. */
+            env->rcpt[i].state = ENVELOPE_FAILED;
+            log_warn("%s: to=<%s>: delivery failed for good; no bounce is sent yet", env->id,
+                     env->rcpt[i].address);
+            break;
+        case DELIVER_DEFER:
+            deferred = true;
+            break;
+        case DELIVER_NOT_TRIED:
+            break;
+        }
+    }
+    if (envelope_pending(env) == 0) {
+        /* Content goes before the GONE record: see recover() for why that order. */
+        if (unlinkat(q->msg_dirfd, env->id, 0) < 0 && errno != ENOENT)
+            log_warn("%s: cannot remove the content file: %s", env->id, strerror(errno));
+        add_id_record(q, JOURNAL_GONE, env->id, 0, 0);
+        log_info("%s: removed", env->id);
+        live_remove(q, qm);
+        qmsg_free(qm);
+        return;
+    }
+    for (size_t i = 0; i < env->nrcpt; i++)
+        if (job->outcome[i] == DELIVER_OK || job->outcome[i] == DELIVER_FAIL)
+            add_id_record(q, JOURNAL_DONE, env->id, (uint32_t)i, env->rcpt[i].state);
+    if (deferred) {
+        qm->attempts++;
+        qm->next_try = now_mono() + retry_delay(qm->attempts);
+        retry_push(q, qm);
+    } else {
+        qm->state = QMSG_IDLE;
+    }
+}
+
+/* job_linked - did the job put anything into a mailbox that still needs a sync? */
+static bool job_linked(const struct deliver_job *job)
+{
+    for (size_t i = 0; i < job->env->nrcpt; i++)
+        if (job->outcome[i] == DELIVER_OK)
+            return true;
+    return false;
+}
+
+/* collect_results - jobs back from the workers: those with deliveries wait for the sync */
+static void collect_results(struct queue *q, struct deliver_job *jobs)
 {
     while (jobs != NULL) {
         struct deliver_job *job = jobs;
         jobs = job->next;
-        struct qmsg *qm = job->owner;
-        struct envelope *env = qm->env;
-        bool deferred = false;
-        for (size_t i = 0; i < env->nrcpt; i++) {
-            switch ((enum deliver_outcome)job->outcome[i]) {
-            case DELIVER_OK:
-                env->rcpt[i].state = ENVELOPE_DELIVERED;
-                atomic_fetch_add(&q->delivered, 1);
-                break;
-            case DELIVER_FAIL:
-                /* Bounces come with outbound delivery; until then the log says it. */
-                env->rcpt[i].state = ENVELOPE_FAILED;
-                log_warn("%s: to=<%s>: delivery failed for good; no bounce is sent yet", env->id,
-                         env->rcpt[i].address);
-                break;
-            case DELIVER_DEFER:
-                deferred = true;
-                break;
-            case DELIVER_NOT_TRIED:
-                break;
-            }
-            if (!job->content_removed &&
-                (job->outcome[i] == DELIVER_OK || job->outcome[i] == DELIVER_FAIL))
-                add_id_record(q, JOURNAL_DONE, env->id, (uint32_t)i, env->rcpt[i].state);
-        }
-        if (job->content_removed) {
-            add_id_record(q, JOURNAL_GONE, env->id, 0, 0);
-            log_info("%s: removed", env->id);
-            live_remove(q, qm);
-            qmsg_free(qm);
-        } else if (deferred) {
-            qm->attempts++;
-            qm->next_try = now_mono() + retry_delay(qm->attempts);
-            retry_push(q, qm);
+        job->next = NULL;
+        if (job_linked(job)) {
+            *q->unsynced_tail = job;
+            q->unsynced_tail = &job->next;
         } else {
-            qm->state = QMSG_IDLE;
+            finalize_job(q, job);
         }
+    }
+}
+
+/* finalize_unsynced - the sync is done (or failed): settle the delivered jobs */
+static void finalize_unsynced(struct queue *q, int sync_error)
+{
+    struct deliver_job *job = q->unsynced;
+    q->unsynced = NULL;
+    q->unsynced_tail = &q->unsynced;
+    while (job != NULL) {
+        struct deliver_job *next = job->next;
+        if (sync_error) {
+            /* Not known to be durable: try again; the retry finds the links in
+             * place (EEXIST) and counts them delivered then. */
+            char why[128];
+            snprintf(why, sizeof(why), "sync after delivery failed: %s", strerror(sync_error));
+            for (size_t i = 0; i < job->env->nrcpt; i++) {
+                if (job->outcome[i] == DELIVER_OK) {
+                    job->outcome[i] = DELIVER_DEFER;
+                    deliver_log(job->env, i, DELIVER_DEFER, why);
+                }
+            }
+        }
+        finalize_job(q, job);
+        job = next;
     }
 }
 
@@ -555,21 +613,62 @@ static int prepare_commit(struct queue *q, struct item *it)
     return 0;
 }
 
-/* sync_batch - make the content files and the journal batch durable; -1 with errno */
+/* sync_maildirs - fsync mode: each new/ directory the unsynced deliveries linked into */
+static int sync_maildirs(struct queue *q)
+{
+    const char *done[64];
+    size_t ndone = 0;
+    for (struct deliver_job *job = q->unsynced; job != NULL; job = job->next) {
+        for (size_t i = 0; i < job->env->nrcpt; i++) {
+            const char *maildir = job->env->rcpt[i].maildir;
+            if (job->outcome[i] != DELIVER_OK || maildir == NULL)
+                continue;
+            bool seen = false;
+            for (size_t k = 0; k < ndone && !seen; k++)
+                seen = strcmp(done[k], maildir) == 0;
+            if (seen)
+                continue;
+            char path[4096];
+            snprintf(path, sizeof(path), "%s/new", maildir);
+            int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (fd < 0 || fsync(fd) < 0) {
+                int e = errno;
+                if (fd >= 0)
+                    close(fd);
+                errno = e;
+                return -1;
+            }
+            close(fd);
+            if (ndone < sizeof(done) / sizeof(done[0]))
+                done[ndone++] = maildir;
+        }
+    }
+    return 0;
+}
+
+/*
+ * sync_batch - make durable, at once: the commits' content files and
+ * directory entries, the journal batch, and the Maildir links of the
+ * deliveries waiting for it.  -1 with errno.
+ */
 static int sync_batch(struct queue *q, struct item *commits)
 {
     if (q->set.sync == QUEUE_SYNC_SYNCFS)
-        return syncfs(q->spool_fd);
-    /* fsync mode: each file's data, the directory entries, the journal. */
+        return syncfs(q->spool_fd); /* the Maildirs share the spool's filesystem: links */
     for (struct item *it = commits; it != NULL; it = it->next)
         if (it->m->fd >= 0 && fdatasync(it->m->fd) < 0)
             return -1;
     if (commits != NULL && fsync(q->msg_dirfd) < 0)
         return -1;
+    if (sync_maildirs(q) < 0)
+        return -1;
     return journal_datasync(q->journal);
 }
 
-/* commit_batch - one write, one sync, then a 250 for everyone in the batch */
+/*
+ * commit_batch - one write, one sync; then a 250 for every message of the
+ * batch, and the deliveries that waited for the sync are settled.
+ */
 static void commit_batch(struct queue *q, struct item *commits)
 {
     int err = 0;
@@ -578,6 +677,7 @@ static void commit_batch(struct queue *q, struct item *commits)
         err = errno ? errno : EIO;
     else
         atomic_fetch_add(&q->syncs, 1);
+    finalize_unsynced(q, err);
 
     while (commits != NULL) {
         struct item *it = commits;
@@ -662,21 +762,42 @@ static void maybe_log_stats(struct queue *q, bool now)
              (unsigned long long)atomic_load(&q->queued));
 }
 
-/* take_inbox - wait for work (or the next retry) and take all of it */
+/* deadline_in - a CLOCK_REALTIME deadline for pthread_cond_timedwait, ms from now */
+static struct timespec deadline_in(long ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+/*
+ * take_inbox - wait for work and take all of it.  Deliveries waiting for a
+ * sync wait DELIVERY_SYNC_WAIT_MS at most for the next commit's sync to
+ * carry them, so under load delivering costs no sync of its own; a retry
+ * that comes due also ends the wait.
+ */
 static struct item *take_inbox(struct queue *q)
 {
     pthread_mutex_lock(&q->lock);
     while (q->in_head == NULL) {
-        if (q->nretry == 0) {
+        struct timespec deadline;
+        if (q->unsynced != NULL) {
+            deadline = deadline_in(DELIVERY_SYNC_WAIT_MS);
+        } else if (q->nretry > 0) {
+            time_t wait = q->retry[0]->next_try - now_mono();
+            if (wait <= 0)
+                break;
+            deadline = deadline_in(1000L * (wait > STATS_INTERVAL ? STATS_INTERVAL : wait));
+        } else {
             pthread_cond_wait(&q->cond, &q->lock);
             continue;
         }
-        time_t wait = q->retry[0]->next_try - now_mono();
-        if (wait <= 0)
-            break;
-        struct timespec deadline;
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += wait > STATS_INTERVAL ? STATS_INTERVAL : wait;
         if (pthread_cond_timedwait(&q->cond, &q->lock, &deadline) == ETIMEDOUT)
             break;
     }
@@ -716,7 +837,7 @@ static bool handle_items(struct queue *q, struct item *items)
             post_out(q, it);
             break;
         case ITEM_DELIVERED:
-            record_results(q, it->jobs);
+            collect_results(q, it->jobs);
             item_free(it);
             break;
         case ITEM_STOP:
@@ -725,7 +846,7 @@ static bool handle_items(struct queue *q, struct item *items)
             break;
         }
     }
-    if (commits != NULL)
+    if (commits != NULL || q->unsynced != NULL)
         commit_batch(q, commits);
     else if (journal_pending(q->journal) > 0 && journal_write(q->journal) < 0)
         log_err("queue: journal write failed: %s", strerror(errno));
@@ -1107,7 +1228,8 @@ static int recover(struct queue *q, char *err, size_t errsize)
         if (!qm->has_content) {
             /* Content is removed only after delivery, so this message was
              * delivered and the crash came before its GONE record. */
-            log_warn("%s: content file missing; taken as delivered", qm->env->id);
+            log_info("%s: content file already removed: it was delivered before the restart",
+                     qm->env->id);
             qmsg_free(qm);
             continue;
         }
@@ -1151,6 +1273,7 @@ struct queue *queue_open(const struct queue_settings *settings, struct event_bas
     pthread_mutex_init(&q->lock, NULL);
     pthread_cond_init(&q->cond, NULL);
     pthread_mutex_init(&q->out_lock, NULL);
+    q->unsynced_tail = &q->unsynced;
     q->last_stats = now_mono();
 
     if (q->dir == NULL || q->hostname == NULL) {
@@ -1177,8 +1300,6 @@ struct queue *queue_open(const struct queue_settings *settings, struct event_bas
 
     struct deliver_settings ds = {
         .msg_dirfd = q->msg_dirfd,
-        .spool_fd = q->spool_fd,
-        .sync = q->set.sync,
         .hostname = q->hostname,
         .workers = q->set.workers,
     };
