@@ -47,12 +47,38 @@ void maildir_file_name(const struct envelope *env, size_t rcpt, const char *host
              (unsigned long long)env->size);
 }
 
-/* make_dir - mkdir that accepts an existing directory */
-static int make_dir(const char *path)
+/* sync_dir - fsync a directory by path */
+static int sync_dir(const char *path);
+
+/*
+ * make_dir - mkdir that accepts an existing directory.  A directory made
+ * now has its name fsynced into its parent, so a mailbox created for a
+ * delivery survives a power cut along with the message in it.
+ */
+static int make_dir(char *path)
 {
-    if (mkdir(path, 0700) == 0 || errno == EEXIST)
-        return 0;
-    return -1;
+    if (mkdir(path, 0700) < 0)
+        return errno == EEXIST ? 0 : -1;
+    char *slash = strrchr(path, '/');
+    if (slash == NULL)
+        return sync_dir(".");
+    if (slash == path)
+        return sync_dir("/");
+    *slash = '\0';
+    int r = sync_dir(path);
+    *slash = '/';
+    return r;
+}
+
+/* sync_dir - fsync a directory by path */
+static int sync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int r = fsync(fd);
+    close(fd);
+    return r;
 }
 
 /* make_maildir - create the Maildir and any missing parents */
@@ -81,17 +107,6 @@ static int make_maildir(const char *maildir)
             return -1;
     }
     return 0;
-}
-
-/* sync_dir - fsync a directory by path */
-static int sync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int r = fsync(fd);
-    close(fd);
-    return r;
 }
 
 /* copy_content - size octets from in to out; -1 with errno on failure */

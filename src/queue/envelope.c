@@ -112,12 +112,18 @@ struct envelope_rcpt *envelope_add_rcpt(struct envelope *e)
 {
     if (e->nrcpt >= ENVELOPE_RCPT_MAX)
         return NULL;
-    struct envelope_rcpt *r = realloc(e->rcpt, (e->nrcpt + 1) * sizeof(*r));
-    if (r == NULL)
-        return NULL;
-    e->rcpt = r;
-    memset(&r[e->nrcpt], 0, sizeof(*r));
-    return &r[e->nrcpt++];
+    /* The array doubles when its count reaches a power of two (4, 8, 16, ...). */
+    size_t n = e->nrcpt;
+    if (n == 0 || (n >= 4 && (n & (n - 1)) == 0)) {
+        size_t cap = n == 0 ? 4 : 2 * n;
+        struct envelope_rcpt *r = realloc(e->rcpt, cap * sizeof(*r));
+        if (r == NULL)
+            return NULL;
+        e->rcpt = r;
+    }
+    memset(&e->rcpt[n], 0, sizeof(e->rcpt[n]));
+    e->nrcpt++;
+    return &e->rcpt[n];
 }
 
 /* take_string - a field value as a new C string; NULL if it holds a NUL or is too long */
@@ -160,6 +166,9 @@ int envelope_decode(const uint8_t *p, size_t n, struct envelope *e, char *err, s
     bool have_id = false, have_size = false;
     struct envelope_rcpt *rc = NULL;
     uint64_t v = 0;
+    /* Every field may appear once: per envelope, or per recipient for
+     * recipient fields (a second STATE must not undo a delivery). */
+    uint64_t seen = 0, rcpt_seen = 0;
 
     while (i < n) {
         if (n - i < 5) {
@@ -177,6 +186,15 @@ int envelope_decode(const uint8_t *p, size_t n, struct envelope *e, char *err, s
         const uint8_t *f = p + i;
         i += len;
         bool ok = true;
+        if (tag == TAG_RCPT)
+            rcpt_seen = 0;
+        uint64_t *seen_set = tag >= TAG_RCPT ? &rcpt_seen : &seen;
+        uint64_t bit = (uint64_t)1 << (tag & 63);
+        if (*seen_set & bit) {
+            snprintf(err, errsize, "repeated field %u", tag);
+            return -1;
+        }
+        *seen_set |= bit;
         if (tag >= TAG_RCPT && tag != TAG_RCPT && rc == NULL) {
             snprintf(err, errsize, "recipient field %u before any recipient", tag);
             return -1;

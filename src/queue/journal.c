@@ -149,16 +149,22 @@ static int copy_to_quarantine(struct journal *j, const char *name, const uint8_t
     return r;
 }
 
-/* segment_seq - the sequence number in a segment file name, or -1 */
+/* segment_seq - the sequence number in a segment file name (exactly as
+ * segment_path writes it: 16 lower-case hex digits), or -1 */
 static int segment_seq(const char *name, uint64_t *seq)
 {
-    char *end;
+    uint64_t v = 0;
     if (strlen(name) != 16 + strlen(".journal") || strcmp(name + 16, ".journal") != 0)
         return -1;
-    errno = 0;
-    unsigned long long v = strtoull(name, &end, 16);
-    if (errno != 0 || end != name + 16)
-        return -1;
+    for (int i = 0; i < 16; i++) {
+        char c = name[i];
+        if (c >= '0' && c <= '9')
+            v = v << 4 | (uint64_t)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v = v << 4 | (uint64_t)(c - 'a' + 10);
+        else
+            return -1;
+    }
     *seq = v;
     return 0;
 }
@@ -176,7 +182,20 @@ static void segment_path(const struct journal *j, uint64_t seq, char *out, size_
     snprintf(out, outsize, "%s/%016llx.journal", j->dir, (unsigned long long)seq);
 }
 
-/* start_segment - create segment j->seq and write its header */
+/* sync_dir - fsync a directory by path: a new file's name is durable only then */
+static int sync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int r = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return r;
+}
+
+/* start_segment - create segment j->seq, write its header, make its name durable */
 static int start_segment(struct journal *j)
 {
     char path[4096];
@@ -188,7 +207,8 @@ static int start_segment(struct journal *j)
     memcpy(header, SEGMENT_MAGIC, 8);
     for (int i = 0; i < 8; i++)
         header[8 + i] = (uint8_t)(j->seq >> (8 * i));
-    if (write(fd, header, sizeof(header)) != (ssize_t)sizeof(header)) {
+    if (write(fd, header, sizeof(header)) != (ssize_t)sizeof(header) || fsync(fd) < 0 ||
+        sync_dir(j->dir) < 0) {
         int e = errno;
         close(fd);
         unlink(path);
@@ -224,7 +244,8 @@ static int recover(struct journal *j, const struct journal_reader *reader, char 
         j->old[j->nold++] = seq;
     }
     closedir(d);
-    qsort(j->old, j->nold, sizeof(*j->old), compare_seq);
+    if (j->nold > 1)
+        qsort(j->old, j->nold, sizeof(*j->old), compare_seq);
 
     for (size_t i = 0; i < j->nold; i++) {
         char path[4096], name[64], qpath[4096];

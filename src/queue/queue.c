@@ -848,7 +848,9 @@ static bool handle_items(struct queue *q, struct item *items)
     }
     if (commits != NULL || q->unsynced != NULL)
         commit_batch(q, commits);
-    else if (journal_pending(q->journal) > 0 && journal_write(q->journal) < 0)
+    /* Records made since (delivery progress) go to the file now, unsynced:
+     * a later sync covers them, and until then redelivery is idempotent. */
+    if (journal_pending(q->journal) > 0 && journal_write(q->journal) < 0)
         log_err("queue: journal write failed: %s", strerror(errno));
     return stop;
 }

@@ -451,8 +451,11 @@ static void session_process(struct session *s)
     else if (s->line_since == 0)
         s->line_since = time(NULL);
 
-    if (smtp_server_closing(s->smtp) ||
-        (s->eof && !smtp_server_waiting(s->smtp) && s->msg == NULL)) {
+    /* At the end of the client's input (all of it processed), a message not
+     * yet complete is abandoned (session_free aborts it); only one being
+     * committed is waited for. */
+    if (smtp_server_closing(s->smtp) || (s->eof && evbuffer_get_length(in) == 0 &&
+                                         !smtp_server_waiting(s->smtp) && !s->committing)) {
         session_finish(s);
         return;
     }
@@ -662,8 +665,9 @@ void session_open(struct server *srv, int fd, const struct sockaddr *addr, sockl
 /* session_close_all - end every session with 421 (shutdown) */
 void session_close_all(struct server *srv)
 {
-    while (srv->sessions != NULL) {
-        struct session *s = srv->sessions;
+    struct session *next;
+    for (struct session *s = srv->sessions; s != NULL; s = next) {
+        next = s->next;
         if (!s->closing && !smtp_server_closing(s->smtp) && !smtp_server_waiting(s->smtp)) {
             smtp_server_refuse(s->smtp, 421, "4.3.2", "Service shutting down, try again later");
             struct buf *out = smtp_server_output(s->smtp);

@@ -139,6 +139,9 @@ bool smtp_address_literal_valid(const char *d, size_t n)
         unsigned char addr[16];
         if (len - 5 >= sizeof(text))
             return false;
+        /* inet_pton() stops at a NUL: "[IPv6:::1\0junk]" must not pass as "::1". */
+        if (memchr(s + 5, '\0', len - 5) != NULL)
+            return false;
         memcpy(text, s + 5, len - 5);
         text[len - 5] = '\0';
         return inet_pton(AF_INET6, text, addr) == 1;

@@ -167,8 +167,10 @@ int smtp_mail_params_parse(const char *p, size_t n, unsigned offered, struct smt
                 out->body = SMTP_BODY_7BIT;
             else if (value_is(prm.value, prm.value_len, "8BITMIME"))
                 out->body = SMTP_BODY_8BITMIME;
+            /* EHLO lists BINARYMIME only beside CHUNKING: binary content
+             * travels in BDAT chunks only (RFC 3030 §3). */
             else if (value_is(prm.value, prm.value_len, "BINARYMIME") &&
-                     (offered & SMTP_EXT_BINARYMIME))
+                     (offered & SMTP_EXT_BINARYMIME) && (offered & SMTP_EXT_CHUNKING))
                 out->body = SMTP_BODY_BINARYMIME;
             else
                 return set_error(err, 504, "5.5.4", "BODY type not supported");

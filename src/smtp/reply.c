@@ -23,10 +23,14 @@ int smtp_reply_format(struct buf *out, unsigned code, const char *enh, const cha
         size_t len = nl ? (size_t)(nl - line) : strlen(line);
         char head[32];
         int hn;
+        /* RFC 5321 §4.2: no space after the code (or enhanced code) without text. */
         if (enh != NULL)
-            hn = snprintf(head, sizeof(head), "%03u%c%s ", code, nl ? '-' : ' ', enh);
-        else
+            hn = snprintf(head, sizeof(head), "%03u%c%s%s", code, nl ? '-' : ' ', enh,
+                          len > 0 ? " " : "");
+        else if (len > 0 || nl)
             hn = snprintf(head, sizeof(head), "%03u%c", code, nl ? '-' : ' ');
+        else
+            hn = snprintf(head, sizeof(head), "%03u", code);
         if (hn < 0 || (size_t)hn >= sizeof(head))
             goto full;
         /* Room for the head, the text and CRLF within one reply line. */

@@ -96,6 +96,7 @@ struct smtp_server {
     enum smtp_pending pending;
     enum smtp_greeting greeting;
     unsigned errors;
+    bool not_an_error; /* the next reply, though 4xx/5xx, does not count as an error */
 
     /* The mail transaction. */
     enum smtp_txn txn;
@@ -154,6 +155,9 @@ static void close_session(struct smtp_server *s);
 /* reply_text - put one reply into the output, counting errors */
 static void reply_text(struct smtp_server *s, unsigned code, const char *enh, const char *text)
 {
+    /* A closing reply (the session is over already) is not a client error. */
+    bool count = s->state != STATE_CLOSED && !s->not_an_error;
+    s->not_an_error = false;
     if (smtp_reply_format(&s->out, code, enhanced(s, code, enh), text) < 0) {
         /* Unreachable while OUTPUT_HIGH_WATER is far below OUTPUT_LIMIT;
          * if it ever happens, ending the session is the only safe course. */
@@ -164,7 +168,7 @@ static void reply_text(struct smtp_server *s, unsigned code, const char *enh, co
         close_session(s);
         return;
     }
-    if (code >= 400 && ++s->errors >= s->set->max_errors) {
+    if (count && code >= 400 && ++s->errors >= s->set->max_errors) {
         char text421[128];
         snprintf(text421, sizeof(text421), "%s Error: too many errors", s->set->hostname);
         smtp_reply_format(&s->out, 421, enhanced(s, 421, "4.7.0"), text421);
@@ -191,8 +195,16 @@ static void reply_host(struct smtp_server *s, const struct smtp_reply *r, unsign
 {
     if (r->code >= 200 && r->code <= 599)
         reply_text(s, r->code, r->enh, r->text);
-    else
+    else if (r->code == 0)
         reply_text(s, code, enh, text);
+    else
+        reply_text(s, 451, "4.3.0", "Error: internal error, try again later");
+}
+
+/* host_accepts - did the host's reply accept (2xx, or 0 for the default)? */
+static bool host_accepts(const struct smtp_reply *r)
+{
+    return r->code == 0 || (r->code >= 200 && r->code <= 299);
 }
 
 /* ---- transaction ------------------------------------------------------------ */
@@ -241,13 +253,16 @@ static void message_start(struct smtp_server *s)
 /* emit - pass message bytes to the host, within the size limit */
 static void emit(struct smtp_server *s, const void *p, size_t n)
 {
-    if (s->msg_faults || s->write_failed)
-        return; /* the message is lost already: keep reading, store nothing */
+    /* Every octet counts against the size, refused message or not, so the
+     * verdict cannot depend on where the network happened to cut the data. */
     if (n > s->set->max_message_size - s->msg_size) {
         s->msg_faults |= FAULT_TOO_BIG;
-        return;
+        s->msg_size = s->set->max_message_size;
+    } else {
+        s->msg_size += n;
     }
-    s->msg_size += n;
+    if (s->msg_faults || s->write_failed)
+        return; /* the message is lost already: keep reading, store nothing */
     if (s->ops->data_write(s->ctx, p, n) < 0)
         s->write_failed = true;
 }
@@ -342,8 +357,10 @@ static size_t scan_text(struct smtp_server *s, const uint8_t *p, size_t n, bool 
             line_add(s, 2);
             t->bol = true;
         } else {
-            /* Not a line end: only CRLF "." CRLF may end this client's data. */
+            /* Not a line end: only CRLF "." CRLF may end this client's data.
+             * The octets before it still count (the message is refused; see emit). */
             s->msg_faults |= FAULT_BARE_LF;
+            emit(s, p + i, seg);
             line_add(s, 1);
         }
         t->cr = false;
@@ -501,29 +518,38 @@ static void cmd_ehlo(struct smtp_server *s, const char *arg, size_t len)
 {
     if (!greet(s, "EHLO", arg, len, GREETING_EHLO))
         return;
+    static const struct {
+        unsigned ext;
+        const char *keyword; /* NULL: SIZE, which carries the limit */
+    } keywords[] = {
+        {SMTP_EXT_PIPELINING, "PIPELINING"},
+        {SMTP_EXT_SIZE, NULL},
+        {SMTP_EXT_8BITMIME, "8BITMIME"},
+        {SMTP_EXT_SMTPUTF8, "SMTPUTF8"},
+        {SMTP_EXT_CHUNKING, "CHUNKING"},
+        {SMTP_EXT_BINARYMIME, "BINARYMIME"},
+        {SMTP_EXT_DSN, "DSN"},
+        {SMTP_EXT_ENHANCEDSTATUSCODES, "ENHANCEDSTATUSCODES"},
+    };
     unsigned ext = s->set->extensions;
-    char text[512];
-    int n = snprintf(text, sizeof(text), "%s", s->set->hostname);
-    if (ext & SMTP_EXT_PIPELINING)
-        n += snprintf(text + n, sizeof(text) - (size_t)n, "\nPIPELINING");
-    if (ext & SMTP_EXT_SIZE)
-        n += snprintf(text + n, sizeof(text) - (size_t)n, "\nSIZE %llu",
-                      (unsigned long long)s->set->max_message_size);
-    if (ext & SMTP_EXT_8BITMIME)
-        n += snprintf(text + n, sizeof(text) - (size_t)n, "\n8BITMIME");
-    if (ext & SMTP_EXT_SMTPUTF8)
-        n += snprintf(text + n, sizeof(text) - (size_t)n, "\nSMTPUTF8");
-    if (ext & SMTP_EXT_CHUNKING)
-        n += snprintf(text + n, sizeof(text) - (size_t)n, "\nCHUNKING");
-    if ((ext & SMTP_EXT_BINARYMIME) && (ext & SMTP_EXT_CHUNKING))
-        n += snprintf(text + n, sizeof(text) - (size_t)n, "\nBINARYMIME");
-    if (ext & SMTP_EXT_DSN)
-        n += snprintf(text + n, sizeof(text) - (size_t)n, "\nDSN");
-    if (ext & SMTP_EXT_ENHANCEDSTATUSCODES)
-        snprintf(text + n, sizeof(text) - (size_t)n, "\nENHANCEDSTATUSCODES");
+    if (!(ext & SMTP_EXT_CHUNKING))
+        ext &= ~(unsigned)SMTP_EXT_BINARYMIME;
+    struct buf text;
+    buf_init(&text, 1024);
+    int r = buf_printf(&text, "%s", s->set->hostname);
+    for (size_t i = 0; i < sizeof(keywords) / sizeof(keywords[0]) && r == 0; i++) {
+        if (!(ext & keywords[i].ext))
+            continue;
+        if (keywords[i].keyword != NULL)
+            r = buf_printf(&text, "\n%s", keywords[i].keyword);
+        else
+            r = buf_printf(&text, "\nSIZE %llu", (unsigned long long)s->set->max_message_size);
+    }
+    r |= buf_append_byte(&text, '\0');
     /* The EHLO reply itself carries no enhanced code (RFC 2034 §4). */
-    if (smtp_reply_format(&s->out, 250, NULL, text) < 0)
+    if (r != 0 || smtp_reply_format(&s->out, 250, NULL, (const char *)text.data) < 0)
         s->state = STATE_CLOSED;
+    buf_free(&text);
 }
 
 /* cmd_helo - HELO: greet without extensions */
@@ -574,7 +600,7 @@ static void path_error(struct smtp_server *s, enum smtp_path_error e, bool sende
 /* finish_mail - the host has answered MAIL */
 static void finish_mail(struct smtp_server *s, const struct smtp_reply *r)
 {
-    if (r->code == 0 || r->code / 100 == 2)
+    if (host_accepts(r))
         s->txn = TXN_MAIL;
     reply_host(s, r, 250, "2.1.0", "Ok");
 }
@@ -627,7 +653,7 @@ static void cmd_mail(struct smtp_server *s, const char *arg, size_t len)
 /* finish_rcpt - the host has answered RCPT */
 static void finish_rcpt(struct smtp_server *s, const struct smtp_reply *r)
 {
-    if (r->code == 0 || r->code / 100 == 2) {
+    if (host_accepts(r)) {
         s->txn = TXN_RCPT;
         s->nrcpt++;
     }
@@ -639,6 +665,11 @@ static void cmd_rcpt(struct smtp_server *s, const char *arg, size_t len)
 {
     if (s->txn == TXN_NONE) {
         reply(s, 503, "5.5.1", "Error: need MAIL command");
+        return;
+    }
+    if (s->chunking) {
+        /* RFC 3030 §2: the recipients come before the first BDAT. */
+        reply(s, 503, "5.5.1", "Error: RCPT after BDAT");
         return;
     }
     s->rcpt_tried = true;
@@ -668,7 +699,9 @@ static void cmd_rcpt(struct smtp_server *s, const char *arg, size_t len)
         return;
     }
     if (s->nrcpt >= s->set->max_recipients) {
-        /* RFC 5321 §4.5.3.1.10: 452, and the client sends the rest later. */
+        /* RFC 5321 §4.5.3.1.10: 452, and the client sends the rest later.
+         * The client did nothing wrong, so this is not counted as an error. */
+        s->not_an_error = true;
         reply(s, 452, "4.5.3", "Error: too many recipients");
         return;
     }
@@ -769,8 +802,8 @@ static void cmd_bdat(struct smtp_server *s, const char *arg, size_t len)
     if (!parse_bdat(arg, len, &size, &last)) {
         /* Without a size we cannot know where the chunk ends, so no byte
          * after this line can be trusted to be a command. */
-        reply(s, 501, "5.5.4", "Syntax: BDAT size [LAST]; closing connection");
         close_session(s);
+        reply(s, 501, "5.5.4", "Syntax: BDAT size [LAST]; closing connection");
         return;
     }
     s->chunk_left = size;
@@ -839,7 +872,7 @@ static void cmd_vrfy(struct smtp_server *s, const char *arg, size_t len)
         reply(s, 501, "5.5.4", "Syntax: VRFY address");
         return;
     }
-    reply(s, 252, "2.5.2", "Cannot verify users; send mail and delivery will be attempted");
+    reply(s, 252, "2.0.0", "Cannot verify users; send mail and delivery will be attempted");
 }
 
 /* cmd_help - HELP */
@@ -971,7 +1004,7 @@ static void process_line(struct smtp_server *s, const char *line, size_t len)
         return;
     }
     if (c == NULL) {
-        reply(s, 500, "5.5.2", "Error: command not recognized");
+        reply(s, 500, "5.5.1", "Error: command not recognized");
         return;
     }
     const char *arg = line + vlen;
@@ -1062,8 +1095,8 @@ void smtp_server_greet(struct smtp_server *s)
 /* smtp_server_refuse - a closing reply instead of a session */
 void smtp_server_refuse(struct smtp_server *s, unsigned code, const char *enh, const char *text)
 {
-    reply_text(s, code, enh, text);
     close_session(s);
+    reply_text(s, code, enh, text);
 }
 
 /* smtp_server_feed - process client bytes; returns how many were consumed */
