@@ -88,6 +88,12 @@ struct smtp_client {
     bool at_line_start;
     bool cr_pending;
 
+    /* Commands sent that await a reply, and replies taken, counted from
+     * EHLO on: a reply may only answer a command the server can have seen. */
+    uint64_t commands;
+    uint64_t answered;
+    uint64_t commands_before_feed; /* commands when smtp_client_feed() began */
+
     struct smtp_client_result result;
     bool protocol_error;
     bool unsuitable;
@@ -151,6 +157,21 @@ static void fail_final(struct smtp_client *c, unsigned code, const char *enh, co
     c->accepted = 0;
 }
 
+/*
+ * protocol_error - the server broke the protocol: stop.  Once QUIT is out
+ * the message's fate is already known, and a server that garbles its
+ * goodbye changes nothing about it (fix: a broken reply to QUIT used to turn
+ * a delivered message into SMTP_CLIENT_PROTOCOL, inviting a duplicate).
+ */
+static void protocol_error(struct smtp_client *c, const char *why)
+{
+    if (c->state != ST_QUIT) {
+        c->protocol_error = true;
+        set_error(c, why);
+    }
+    finish(c);
+}
+
 /* ---- output ---------------------------------------------------------------------- */
 
 /* put - append to the output (the limit is far above anything we send) */
@@ -195,12 +216,14 @@ static void expect(struct smtp_client *c, enum expect what, size_t rcpt)
     }
     c->expect[(c->expect_head + c->expect_len) % c->expect_cap] = (struct expectation){what, rcpt};
     c->expect_len++;
+    c->commands++;
 }
 
 /* quit - say goodbye and wait for the answer */
 static void quit(struct smtp_client *c)
 {
     putf(c, "QUIT\r\n");
+    c->commands++;
     c->state = ST_QUIT;
 }
 
@@ -380,8 +403,12 @@ static void on_envelope_reply(struct smtp_client *c, struct expectation e,
         }
         break;
     case EXPECT_RCPT:
+        /* Fix: after a refused MAIL the pipelined RCPTs' replies ("503 need
+         * MAIL") say nothing new; keep the sender's refusal as their reason. */
+        if (c->envelope_failed)
+            break;
         set_reply(&c->result.rcpt[e.rcpt], r->code, r->enh, r->text);
-        if (ok && !c->envelope_failed)
+        if (ok)
             c->accepted++;
         break;
     case EXPECT_DATA:
@@ -407,6 +434,11 @@ static void on_envelope_reply(struct smtp_client *c, struct expectation e,
             c->envelope_failed = true;
             fail_final(c, r->code, r->enh, r->text);
         }
+        /* Fix: RFC 3030 §2 sends no more chunks after a refused one; once
+         * those in flight are answered, QUIT (the engine used to wait here
+         * until the timeout, then report a 5xx refusal as TEMPFAIL). */
+        if (c->envelope_failed && c->expect_len == 0)
+            quit(c);
         return;
     case EXPECT_END:
         c->chunks_out = 0;
@@ -438,14 +470,70 @@ static void on_envelope_reply(struct smtp_client *c, struct expectation e,
     envelope_done(c);
 }
 
+/*
+ * reply_fits - could the server answer what was sent with this code?  Fix:
+ * a reply of the wrong kind (a 354 to MAIL, a 250 to DATA, a 250
+ * greeting) used to be taken as a refusal and reported as each recipient's
+ * fate; RFC 5321 §4.3.2 lists what each command may get.
+ */
+static bool reply_fits(const struct smtp_client *c, unsigned code)
+{
+    unsigned class = code / 100;
+    if (class == 4 || class == 5)
+        return true;
+    switch (c->state) {
+    case ST_GREETING:
+        return code == 220; /* §4.3.1: 220, or 554 and the like */
+    case ST_EHLO:
+    case ST_HELO:
+        return class == 2;
+    case ST_ENVELOPE:
+    case ST_BODY:
+    case ST_END:
+        if (c->expect_len == 0)
+            return true; /* nothing asked: on_reply says so */
+        if (c->expect[c->expect_head].what == EXPECT_DATA)
+            return code == 354;
+        return class == 2;
+    default:
+        return true;
+    }
+}
+
 /* on_reply - one complete reply from the server */
 static void on_reply(struct smtp_client *c, const struct smtp_reply_read *r)
 {
+    if (c->state == ST_QUIT) {
+        /* Whatever the answer to QUIT, even 421, the session is over and the
+         * message's fate known (fix: a 421 here used to fail a delivered message). */
+        finish(c);
+        return;
+    }
+    if (c->state != ST_GREETING) {
+        /* Fix: match the reply to a command the server has had a chance to
+         * see.  Replies fed in one call arrived before anything the engine
+         * produced during that call was sent. */
+        c->answered++;
+        if (c->answered > c->commands && r->code != 421) {
+            protocol_error(c, "a reply the client did not ask for");
+            return;
+        }
+        if (c->answered > c->commands_before_feed && r->code != 421) {
+            protocol_error(c, "a reply to a command not yet sent");
+            return;
+        }
+    }
     if (r->code == 421) {
         /* The server is closing the connection (RFC 5321 §3.8). */
         fail_final(c, r->code, r->enh, r->text);
         set_error(c, "the server closed the session (421)");
         finish(c);
+        return;
+    }
+    if (!reply_fits(c, r->code)) {
+        char why[64];
+        snprintf(why, sizeof(why), "an unexpected %u reply", r->code);
+        protocol_error(c, why);
         return;
     }
     switch (c->state) {
@@ -457,6 +545,7 @@ static void on_reply(struct smtp_client *c, const struct smtp_reply_read *r)
             return;
         }
         putf(c, "EHLO %s\r\n", c->set->helo_name);
+        c->commands++;
         c->state = ST_EHLO;
         return;
     case ST_EHLO:
@@ -466,6 +555,7 @@ static void on_reply(struct smtp_client *c, const struct smtp_reply_read *r)
         } else if (r->code / 100 == 5) {
             /* An old server: HELO, and no extensions. */
             putf(c, "HELO %s\r\n", c->set->helo_name);
+            c->commands++;
             c->state = ST_HELO;
         } else {
             fail_final(c, r->code, r->enh, r->text);
@@ -498,8 +588,6 @@ static void on_reply(struct smtp_client *c, const struct smtp_reply_read *r)
         return;
     }
     case ST_QUIT:
-        finish(c);
-        return;
     case ST_DONE:
         return;
     }
@@ -510,10 +598,12 @@ static void on_reply(struct smtp_client *c, const struct smtp_reply_read *r)
 /*
  * convert - p[0..n) as SMTP text into out: every line ending CRLF (bare
  * LF and bare CR become CRLF), and with dots, a leading dot doubled
- * (RFC 5321 §4.5.2).
+ * (RFC 5321 §4.5.2).  False if out is full: then part of the text is
+ * missing and none of it may be sent.
  */
-static void convert(struct smtp_client *c, struct buf *out, const uint8_t *p, size_t n, bool dots)
+static bool convert(struct smtp_client *c, struct buf *out, const uint8_t *p, size_t n, bool dots)
 {
+    bool ok = true;
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
         uint8_t ch = p[i];
@@ -525,8 +615,8 @@ static void convert(struct smtp_client *c, struct buf *out, const uint8_t *p, si
                 continue;
             }
             /* a bare CR: end the line before this octet */
-            buf_append(out, p + start, i - start);
-            buf_append(out, "\n", 1);
+            ok &= buf_append(out, p + start, i - start) == 0;
+            ok &= buf_append(out, "\n", 1) == 0;
             start = i;
             c->at_line_start = true;
         }
@@ -536,33 +626,51 @@ static void convert(struct smtp_client *c, struct buf *out, const uint8_t *p, si
         }
         if (ch == '\n') {
             /* a bare LF */
-            buf_append(out, p + start, i - start);
-            buf_append(out, "\r\n", 2);
+            ok &= buf_append(out, p + start, i - start) == 0;
+            ok &= buf_append(out, "\r\n", 2) == 0;
             start = i + 1;
             c->at_line_start = true;
             continue;
         }
         if (c->at_line_start && dots && ch == '.') {
-            buf_append(out, p + start, i - start);
-            buf_append(out, ".", 1);
+            ok &= buf_append(out, p + start, i - start) == 0;
+            ok &= buf_append(out, ".", 1) == 0;
             start = i;
         }
         c->at_line_start = false;
     }
-    buf_append(out, p + start, n - start);
+    ok &= buf_append(out, p + start, n - start) == 0;
+    return ok;
 }
 
-/* end_text - close the last line (a dangling CR, or text with no line end) */
-static void end_text(struct smtp_client *c, struct buf *out)
+/* end_text - close the last line (a dangling CR, or text with no line end); false if out is full */
+static bool end_text(struct smtp_client *c, struct buf *out)
 {
+    bool ok = true;
     if (c->cr_pending) {
-        buf_append(out, "\n", 1);
+        ok &= buf_append(out, "\n", 1) == 0;
         c->cr_pending = false;
         c->at_line_start = true;
     }
     if (!c->at_line_start)
-        buf_append(out, "\r\n", 2);
+        ok &= buf_append(out, "\r\n", 2) == 0;
     c->at_line_start = true;
+    return ok;
+}
+
+/*
+ * body_failed - a piece of the message did not fit in the output.  Fix:
+ * the appends used to fail silently, and the message went out cut short
+ * with its terminating dot after it.  Now nothing of it is sent: the
+ * session ends and the caller drops the connection, which makes the server
+ * discard the transaction.
+ */
+static void body_failed(struct smtp_client *c)
+{
+    buf_free(&c->out);
+    set_error(c, "a piece of the message is too big for the output buffer");
+    fail_final(c, 0, NULL, NULL);
+    finish(c);
 }
 
 /* smtp_client_body - the next piece of the message */
@@ -570,11 +678,15 @@ void smtp_client_body(struct smtp_client *c, const uint8_t *p, size_t n, bool la
 {
     if (c->state != ST_BODY)
         return;
+    if (n == 0)
+        p = (const uint8_t *)""; /* fix: an empty last piece may come as NULL (no NULL + 0) */
     if (!c->use_bdat) {
-        convert(c, &c->out, p, n, true);
+        if (!convert(c, &c->out, p, n, true) ||
+            (last && (!end_text(c, &c->out) || buf_append(&c->out, ".\r\n", 3) < 0))) {
+            body_failed(c);
+            return;
+        }
         if (last) {
-            end_text(c, &c->out);
-            put(c, ".\r\n", 3);
             expect(c, EXPECT_END, 0);
             c->state = ST_END;
         }
@@ -584,11 +696,16 @@ void smtp_client_body(struct smtp_client *c, const uint8_t *p, size_t n, bool la
     size_t len = n;
     if (c->msg->body != SMTP_BODY_BINARYMIME) {
         buf_clear(&c->scratch);
-        convert(c, &c->scratch, p, n, false);
-        if (last)
-            end_text(c, &c->scratch);
+        if (!convert(c, &c->scratch, p, n, false) || (last && !end_text(c, &c->scratch))) {
+            body_failed(c);
+            return;
+        }
         data = c->scratch.data;
         len = c->scratch.len;
+    }
+    if (buf_space(&c->out) < len + 40) { /* the chunk and its BDAT line */
+        body_failed(c);
+        return;
     }
     if (last) {
         putf(c, "BDAT %zu LAST\r\n", len);
@@ -615,6 +732,11 @@ enum smtp_body smtp_client_body_type(const uint8_t *p, size_t n)
             line = 0;
             continue;
         }
+        /* Fix: the CR of a CRLF is the line's end, not one of its 998
+         * octets (RFC 5321 §4.5.3.1.6); it used to make a line of exactly
+         * 998 octets count as binary. */
+        if (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n')
+            continue;
         if (p[i] == '\0' || ++line > 998)
             return SMTP_BODY_BINARYMIME;
         if (p[i] >= 0x80)
@@ -675,17 +797,16 @@ void smtp_client_free(struct smtp_client *c)
 size_t smtp_client_feed(struct smtp_client *c, const uint8_t *p, size_t n)
 {
     size_t pos = 0;
+    c->commands_before_feed = c->commands;
     while (pos < n && c->state != ST_DONE) {
         size_t used;
         struct smtp_reply_read r;
         enum smtp_reply_status st = smtp_reply_read(&c->reader, p + pos, n - pos, &used, &r);
         pos += used;
         if (st == SMTP_REPLY_ERROR) {
-            c->protocol_error = true;
             char why[160];
             snprintf(why, sizeof(why), "bad reply from the server: %s", c->reader.error);
-            set_error(c, why);
-            finish(c);
+            protocol_error(c, why);
             break;
         }
         if (st == SMTP_REPLY_MORE)
@@ -700,8 +821,8 @@ void smtp_client_eof(struct smtp_client *c)
 {
     if (c->state == ST_DONE)
         return;
-    if (c->state == ST_QUIT && !smtp_reply_reader_partial(&c->reader)) {
-        finish(c); /* closing without answering QUIT is rude, not harmful */
+    if (c->state == ST_QUIT) {
+        finish(c); /* closing without (fully) answering QUIT is rude, not harmful */
         return;
     }
     if (smtp_reply_reader_partial(&c->reader)) {
@@ -710,8 +831,7 @@ void smtp_client_eof(struct smtp_client *c)
     } else {
         set_error(c, "the server closed the connection");
     }
-    if (c->state != ST_QUIT)
-        fail_final(c, 0, NULL, NULL);
+    fail_final(c, 0, NULL, NULL);
     finish(c);
 }
 

@@ -8,8 +8,12 @@ line endings, dot-unstuffed for DATA (§4.5.2), untouched for BDAT
 
 import hashlib
 import os
+import pathlib
 import random
 import re
+import socket
+import subprocess
+import tempfile
 import time
 
 import pytest
@@ -66,9 +70,10 @@ def envelope(c, sender, rcpts, params=b""):
 
 
 def queued_id(code, lines):
-    """The queue id of a '250 2.0.0 Ok: queued as ID' reply."""
-    assert code == 250 and lines[-1].startswith(b"250 2.0.0 Ok: queued as "), lines
-    return lines[-1].split()[-1].decode()
+    """The queue id of a '250 2.0.0 Ok: queued as ID' reply (no 2.0.0 after HELO)."""
+    m = re.fullmatch(rb"250 (?:2\.0\.0 )?Ok: queued as ([0-9A-Z]{14})", lines[-1])
+    assert code == 250 and len(lines) == 1 and m, lines
+    return m[1].decode()
 
 
 def send_data(c, wire):
@@ -187,15 +192,29 @@ def test_line_of_998_octets_is_accepted_and_stored_intact(pigeond):
     assert long_line + b"\r\n" in stored and dotted_line + b"\r\n" in stored
 
 
-@pytest.mark.parametrize("how", ["DATA", "BDAT"])
+def test_line_of_998_octets_split_across_bdat_chunks_is_accepted(pigeond):
+    content = b"Subject: long\r\n\r\n" + b"w" * 998 + b"\r\nend\r\n"
+    with session(pigeond.port) as c:
+        envelope(c, b"sender@example.org", [b"bob@localhost"])
+        assert c.cmd(b"BDAT 500\r\n" + content[:500])[0] == 250
+        qid = queued_id(*c.cmd(b"BDAT %d LAST\r\n" % (len(content) - 500) + content[500:]))
+    msgs = pigeond.wait_for_messages("bob", 1)
+    assert len(msgs) == 1, pigeond.log()
+    check_stored(msgs[0], content, qid)
+
+
+@pytest.mark.parametrize("how", ["DATA", "BDAT", "BDAT split"])
 def test_line_of_999_octets_is_refused_550_5_6_0_and_the_session_goes_on(pigeond, how):
     content = b"Subject: too long\r\n\r\n" + b"y" * 999 + b"\r\nend\r\n"
     with session(pigeond.port) as c:
         envelope(c, b"sender@example.org", [b"bob@localhost"])
         if how == "DATA":
             code, lines = send_data(c, dot_stuff(content))
-        else:
+        elif how == "BDAT":
             code, lines = c.cmd(b"BDAT %d LAST\r\n" % len(content) + content)
+        else:  # the line's first half in one chunk, its end in the next
+            assert c.cmd(b"BDAT 500\r\n" + content[:500])[0] == 250
+            code, lines = c.cmd(b"BDAT %d\r\n" % (len(content) - 500) + content[500:])
         assert code == 550 and lines[-1].startswith(b"550 5.6.0 "), lines
         # The transaction is over; the next one is accepted and is the only delivery.
         assert c.cmd(b"RCPT TO:<bob@localhost>\r\n")[0] == 503
@@ -313,14 +332,15 @@ def test_message_of_zero_octets_is_stored_as_the_trace_alone(pigeond, how):
 def test_message_of_5_mb_is_stored_intact(pigeond, how):
     rng = random.Random(5)
     alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/. "
+    text = rng.randbytes(5 * 1024 * 1024).translate(bytes(alphabet[i % len(alphabet)]
+                                                          for i in range(256)))
     lines = [b"Subject: big", b""]
-    size = 0
-    while size < 5 * 1024 * 1024:
-        line = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 200)))
-        if rng.random() < 0.05:
-            line = b"." + line
-        lines.append(line)
-        size += len(line) + 2
+    pos = 0
+    while pos < len(text):
+        n = rng.randrange(0, 200)
+        line = text[pos:pos + n]
+        pos += n
+        lines.append(b"." + line if rng.random() < 0.05 else line)  # some to be stuffed
     content = b"\r\n".join(lines) + b"\r\n"
     with session(pigeond.port) as c:
         envelope(c, b"sender@example.org", [b"bob@localhost"], b" SIZE=%d" % len(content))
@@ -342,6 +362,110 @@ def test_message_of_5_mb_is_stored_intact(pigeond, how):
     assert len(rest) == len(content)
     assert hashlib.sha256(rest).hexdigest() == hashlib.sha256(content).hexdigest()
     assert MAILDIR_NAME.match(name)["size"] == str(len(stored))
+
+
+@pytest.mark.parametrize("how", ["DATA", "BDAT"])
+def test_message_of_exactly_the_size_limit_is_accepted_and_one_octet_more_refused(make_pigeond,
+                                                                                  how):
+    d = make_pigeond(limits={"message-size": "64K"})
+    limit = 64 * 1024
+
+    def content(size):  # lines of 100 octets, a dot at the start of each (stuffed for DATA)
+        line = b"." + b"s" * 97 + b"\r\n"
+        return (line * size)[:size - 2] + b"\r\n"
+
+    def send(c, data):
+        if how == "DATA":
+            return send_data(c, dot_stuff(data))
+        return c.cmd(b"BDAT %d LAST\r\n" % len(data) + data)
+
+    with session(d.port) as c:
+        envelope(c, b"sender@example.org", [b"bob@localhost"])
+        code, lines = send(c, content(limit + 1))
+        assert code == 552 and lines[-1].startswith(b"552 5.3.4 "), lines
+        envelope(c, b"sender@example.org", [b"bob@localhost"])
+        qid = queued_id(*send(c, content(limit)))
+    msgs = d.wait_for_messages("bob", 1)
+    time.sleep(0.2)
+    assert len(d.messages("bob")) == 1, d.log()
+    check_stored(msgs[0], content(limit), qid)
+
+
+def test_maildir_on_another_filesystem_gets_an_exact_copy(make_pigeond):
+    shm = pathlib.Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == pathlib.Path(tempfile.gettempdir()).stat().st_dev:
+        pytest.skip("no second filesystem at /dev/shm")
+    root = pathlib.Path(tempfile.mkdtemp(prefix="pigeon-test-", dir=shm))
+    try:
+        os.chmod(root, 0o755)
+        # pigeond creates <root>/mail for its user; root itself belongs to root.
+        d = make_pigeond(local_action='action "local" maildir "%s/mail/%%{user}/Maildir"' % root)
+        rng = random.Random(3)
+        content = (b"Subject: across filesystems\r\n\r\n"
+                   + b"".join(rng.randbytes(60).hex().encode() + b"\r\n" for _ in range(3000)))
+        with session(d.port) as c:
+            envelope(c, b"sender@example.org", [b"bob@localhost", b"carol@localhost"])
+            qid = queued_id(*send_data(c, dot_stuff(content)))
+        for user in ("bob", "carol"):
+            new = root / "mail" / user / "Maildir" / "new"
+            deadline = time.time() + 10
+            while not (new.is_dir() and any(new.iterdir())) and time.time() < deadline:
+                time.sleep(0.02)
+            files = sorted(new.iterdir())
+            assert len(files) == 1, d.log()
+            check_stored(files[0].read_bytes(), content, qid, rcpt=None)
+            assert list((root / "mail" / user / "Maildir" / "tmp").iterdir()) == []
+        assert d.stop() == 0
+    finally:
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+# ---- messages that are not finished ---------------------------------------------------
+
+def test_bdat_transaction_abandoned_with_rset_is_not_delivered(pigeond):
+    with session(pigeond.port) as c:
+        envelope(c, b"sender@example.org", [b"carol@localhost"])
+        for chunk in (b"Subject: abandoned\r\n\r\n", (b"a" * 98 + b"\r\n") * 1000):
+            assert c.cmd(b"BDAT %d\r\n" % len(chunk) + chunk)[0] == 250
+        assert c.cmd(b"RSET\r\n")[0] == 250
+        code, lines = c.cmd(b"BDAT 5 LAST\r\nlater")
+        assert code == 503 and lines[-1].startswith(b"503 5.5.1 "), lines
+        content = b"Subject: kept\r\n\r\nthis one\r\n"
+        envelope(c, b"sender@example.org", [b"bob@localhost"])
+        qid = queued_id(*c.cmd(b"BDAT %d LAST\r\n" % len(content) + content))
+    msgs = pigeond.wait_for_messages("bob", 1)
+    assert len(msgs) == 1, pigeond.log()
+    check_stored(msgs[0], content, qid)
+    time.sleep(0.2)
+    assert pigeond.messages("carol") == []
+    assert list((pigeond.dir / "var" / "spool" / "msg").iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["inside DATA", "inside a BDAT chunk", "between BDAT chunks"])
+def test_client_that_disconnects_mid_message_leaves_nothing_behind(pigeond, where):
+    big = (b"b" * 98 + b"\r\n") * 1500  # more than two queue chunks: a content file exists
+    c = session(pigeond.port)
+    envelope(c, b"sender@example.org", [b"carol@localhost"])
+    if where == "inside DATA":
+        assert c.cmd(b"DATA\r\n")[0] == 354
+        c.send(b"Subject: cut off\r\n\r\n" + big)
+    elif where == "inside a BDAT chunk":
+        c.send(b"BDAT %d LAST\r\n" % (2 * len(big)) + big)
+    else:
+        assert c.cmd(b"BDAT %d\r\n" % len(big) + big)[0] == 250
+    msgdir = pigeond.dir / "var" / "spool" / "msg"
+    deadline = time.time() + 5
+    while not any(msgdir.iterdir()) and time.time() < deadline:
+        time.sleep(0.02)
+    assert any(msgdir.iterdir())  # the message is being stored
+    c.sock.shutdown(socket.SHUT_RDWR)
+    c.file.close()
+    c.close()
+
+    assert pigeond.wait_for_log("session 2: disconnect from 127.0.0.1, 0 messages queued",
+                                timeout=2), pigeond.log()
+    assert list(msgdir.iterdir()) == []
+    assert pigeond.messages("carol") == []
 
 
 # ---- the trace headers and queue ids -------------------------------------------------
@@ -382,6 +506,22 @@ def test_received_says_smtp_after_helo_and_esmtp_after_ehlo(pigeond):
     m, rest = split_trace(msgs[0])
     assert (m["helo"], m["proto"], m["id"], rest) == (b"old.client", b"SMTP", qid.encode(),
                                                       content)
+
+
+def test_received_names_an_ipv6_client_without_helo_by_its_address_literal(make_pigeond):
+    d = make_pigeond(listen=["127.0.0.1", "::1"])
+    content = b"Subject: v6\r\n\r\nno greeting at all\r\n"
+    with SmtpConn(d.port, host="::1") as c:
+        assert c.reply()[0] == 220
+        envelope(c, b"sender@example.org", [b"bob@localhost"])
+        qid = queued_id(*send_data(c, dot_stuff(content)))
+    msgs = d.wait_for_messages("bob", 1)
+    assert len(msgs) == 1, d.log()
+    assert msgs[0].startswith(b"Return-Path: <sender@example.org>\r\n"
+                              b"Received: from [IPv6:::1] ([IPv6:::1])\r\n"
+                              b"\tby pigeon.test (Pigeon) with SMTP id %s\r\n"
+                              b"\tfor <bob@localhost>;\r\n\t" % qid.encode())
+    assert msgs[0].endswith(b"\r\n" + content) and msgs[0].count(b"\r\n\t") == 3
 
 
 def test_queue_ids_are_unique_and_increasing_across_sessions_and_restarts(pigeond):
@@ -425,6 +565,7 @@ team: alice, bob
 all: team, carol,
      alice
 postmaster: alice
+broken: alice, nosuchuser
 """
 
 
@@ -454,9 +595,19 @@ def test_unknown_user_is_refused_550_5_1_1(aliased):
     assert not (aliased.dir / "var" / "mail" / "nobody").exists()
 
 
+def test_alias_naming_an_unknown_user_is_a_temporary_failure(aliased):
+    with session(aliased.port) as c:
+        assert c.cmd(b"MAIL FROM:<sender@example.org>\r\n")[0] == 250
+        code, lines = c.cmd(b"RCPT TO:<broken@localhost>\r\n")
+        # The administrator's mistake, not the sender's: 451, retried later.
+        assert code == 451 and lines[-1].startswith(b"451 4.3.0 <broken@localhost>: "), lines
+
+
 def test_alias_fans_out_to_each_mailbox(aliased):
     content = b"Subject: to the team\r\n\r\nhello team\r\n"
-    qid, _ = deliver_one(aliased, content, rcpt=b"team@localhost")
+    with session(aliased.port) as c:
+        envelope(c, b"sender@example.org", [b"team@localhost"])
+        qid = queued_id(*send_data(c, dot_stuff(content)))
     for user in ("alice", "bob"):
         msgs = aliased.wait_for_messages(user, 1)
         assert len(msgs) == 1, aliased.log()
@@ -529,7 +680,7 @@ def test_postmaster_is_accepted_even_when_not_in_the_users_table(make_pigeond):
 
 def test_fsync_mode_delivers_too(make_pigeond):
     d = make_pigeond(sync="fsync")
-    contents = [b"Subject: fsync %d\r\n\r\n" % i + b"z" * (i * 40000) + b"\r\n" for i in range(4)]
+    contents = [b"Subject: fsync %d\r\n\r\n" % i + b"z\r\n" * (i * 40000) for i in range(4)]
     ids = []
     with session(d.port) as c:
         for content in contents:
