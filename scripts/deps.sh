@@ -7,7 +7,7 @@
 set -eu
 
 # Build: compilers, Meson, the libraries we link.
-BUILD="gcc clang meson ninja-build pkg-config bison flex python3 libevent-dev libcmocka-dev libedit-dev"
+BUILD="gcc clang meson ninja-build pkg-config bison flex python3 libevent-dev libidn2-dev libcmocka-dev libedit-dev"
 # Tests: real clients to talk to pigeond, sanitizer and fuzzer runtimes.
 TEST="python3-pytest swaks curl libclang-rt-14-dev llvm python3-aiosmtpd python3-pexpect"
 

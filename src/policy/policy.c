@@ -28,6 +28,8 @@
  */
 #include "policy/policy.h"
 
+#include <idn2.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -139,6 +141,52 @@ static bool policy_from_fits(const struct match_rule *rule, const struct policy_
     return false;
 }
 
+/* policy_idn_form - the domain's other IDN spelling worth a lookup, or false */
+static bool policy_idn_form(const char *d, size_t n, char *out, size_t outsize)
+{
+    bool non_ascii = false, a_label = false;
+    for (size_t i = 0; i < n; i++) {
+        non_ascii |= (unsigned char)d[i] >= 0x80;
+        if (i + 4 <= n && (i == 0 || d[i - 1] == '.') && memcmp(d + i, "xn--", 4) == 0)
+            a_label = true;
+    }
+    if ((!non_ascii && !a_label) || n > SMTP_DOMAIN_MAX)
+        return false;
+    char in[SMTP_DOMAIN_MAX + 1];
+    memcpy(in, d, n);
+    in[n] = '\0';
+    char *conv = NULL;
+    /* UTS #46 processing (as browsers and curl do): the U-label form is
+     * normalised and lower-cased on the way to the A-label form. */
+    int r = non_ascii ? idn2_to_ascii_8z(in, &conv, IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT)
+                      : idn2_to_unicode_8z8z(in, &conv, 0);
+    bool ok = r == IDN2_OK && conv != NULL && strlen(conv) < outsize;
+    if (ok)
+        policy_lower_copy(out, conv, strlen(conv));
+    idn2_free(conv);
+    return ok;
+}
+
+/*
+ * policy_domain_in - is the (lower-cased) domain d[0..n) a key of t, in
+ * either IDN spelling?  A table may list "bücher.example" or its A-label
+ * "xn--bcher-kva.example"; mail may come addressed with either.
+ */
+static bool policy_domain_in(const struct table *t, const char *d, size_t n)
+{
+    if (table_lookup(t, d, n) != NULL)
+        return true;
+    char other[SMTP_DOMAIN_MAX * 4 + 1];
+    if (!policy_idn_form(d, n, other, sizeof(other)))
+        return false;
+    if (table_lookup(t, other, strlen(other)) != NULL)
+        return true;
+    /* A U-label given in another normalisation: go through the A-label. */
+    char third[SMTP_DOMAIN_MAX * 4 + 1];
+    return policy_idn_form(other, strlen(other), third, sizeof(third)) &&
+           table_lookup(t, third, strlen(third)) != NULL;
+}
+
 /* policy_for_fits - does the rule's "for" fit the (lower-cased) domain d[0..n)? */
 static bool policy_for_fits(const struct match_rule *rule, const char *d, size_t n)
 {
@@ -146,7 +194,7 @@ static bool policy_for_fits(const struct match_rule *rule, const char *d, size_t
     case MATCH_FOR_ANY:
         return true;
     case MATCH_FOR_DOMAIN:
-        return table_lookup(rule->for_table, d, n) != NULL;
+        return policy_domain_in(rule->for_table, d, n);
     }
     return false;
 }
@@ -477,8 +525,19 @@ bool policy_rcpt(const struct config *cfg, const struct policy_client *client,
         policy_add_target(out, &t);
         return true;
     }
-    if (!policy_expand_local(&run, rule->action, rcpt->local, rcpt->local_len, domain,
-                             rcpt->domain_len, 0)) {
+    /* One mailbox per domain, however it was spelled: a U-label domain is
+     * delivered under its A-label ("xn--bcher-kva.example" for %{domain}). */
+    size_t dlen = rcpt->domain_len;
+    char ascii[SMTP_DOMAIN_MAX * 4 + 1];
+    bool non_ascii = false;
+    for (size_t i = 0; i < dlen; i++)
+        non_ascii |= (unsigned char)domain[i] >= 0x80;
+    if (non_ascii && policy_idn_form(domain, dlen, ascii, sizeof(ascii)) &&
+        strlen(ascii) <= SMTP_DOMAIN_MAX) {
+        dlen = strlen(ascii);
+        memcpy(domain, ascii, dlen + 1);
+    }
+    if (!policy_expand_local(&run, rule->action, rcpt->local, rcpt->local_len, domain, dlen, 0)) {
         out->n = 0;
         return false;
     }

@@ -350,9 +350,6 @@ def test_curl_utf8_addresses(make_pigeond, tmp_path):
                                                   b"UTF8SMTP", data)
 
 
-@pytest.mark.xfail(reason="BUG: the A-label form of a local IDN domain is not local "
-                          "(curl sends k@xn--bcher-kva.example for k@bücher.example)",
-                   strict=True)
 def test_curl_to_a_local_idn_domain(make_pigeond, tricky_file):
     d = make_pigeond(trusted=UNTRUSTED, domains='localhost, "bücher.example"')
     r = curl(d, "--mail-from", "sender@b.example", "--mail-rcpt", "k@bücher.example",

@@ -309,8 +309,6 @@ def test_utf8_recipient_in_a_local_idn_domain_is_delivered(make_pigeond, session
     assert sorted(p.name for p in (d.dir / "var" / "mail").iterdir()) == ["anna", "jörg"]
 
 
-@pytest.mark.xfail(reason="BUG: a local IDN domain is not matched in its other form "
-                          "(A-label vs U-label, RFC 5890 §2.3.2.1)", strict=True)
 @pytest.mark.parametrize("listed,rcpt", [
     ('"bücher.example"', b"<k@xn--bcher-kva.example>"),
     ('"xn--bcher-kva.example"', "<k@bücher.example>".encode()),

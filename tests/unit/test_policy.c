@@ -533,6 +533,43 @@ static void test_utf8_domain_not_in_table_is_relay_denied(void **state)
                    "calhost>: Relay access denied");
 }
 
+/* idn_world - the standard world with one internationalised local domain, as listed */
+static void idn_world(const char *listed)
+{
+    const char *const keys[] = {listed};
+    struct table *idn = make_table("idn", keys, 1);
+    add_rule(cfg, MATCH_FROM_ANY, NULL, MATCH_FOR_DOMAIN, idn, local);
+}
+
+static void test_local_idn_domain_matches_in_both_spellings(void **state)
+{
+    (void)state;
+    const char *const listings[] = {"b\xc3\xbc"
+                                    "cher.example",
+                                    "xn--bcher-kva.example"};
+    for (size_t i = 0; i < 2; i++) {
+        setup(state);
+        standard_world("/var/mail/%{domain}/%{user}/Maildir", NULL, NULL);
+        idn_world(listings[i]);
+        /* Either spelling, and upper case in the U-label, is the one local domain,
+         * delivered under its A-label. */
+        const char *const rcpts[] = {"<k@xn--bcher-kva.example>",
+                                     "<k@b\xc3\xbc"
+                                     "cher.example>",
+                                     "<k@B\xc3\x9c"
+                                     "CHER.example>"};
+        for (size_t k = 0; k < 3; k++) {
+            assert_true(rcpt_untrusted(rcpts[k]));
+            assert_int_equal(targets.n, 1);
+            assert_int_equal(targets.t[0].route, POLICY_ROUTE_MAILDIR);
+            assert_string_equal(targets.t[0].maildir, "/var/mail/xn--bcher-kva.example/k/Maildir");
+        }
+        /* A different name that merely looks alike is not local. */
+        assert_false(rcpt_untrusted("<k@xn--bcher-kvb.example>"));
+        assert_refused(554, "5.7.1", "<k@xn--bcher-kvb.example>: Relay access denied");
+    }
+}
+
 static void test_remote_domain_from_trusted_is_relay_target(void **state)
 {
     (void)state;
@@ -1138,6 +1175,7 @@ int main(void)
         T(test_subdomain_of_local_domain_from_untrusted_is_relay_denied),
         T(test_address_literal_from_untrusted_is_relay_denied),
         T(test_utf8_domain_not_in_table_is_relay_denied),
+        T(test_local_idn_domain_matches_in_both_spellings),
         T(test_remote_domain_from_trusted_is_relay_target),
         T(test_address_literal_from_trusted_is_relay_target),
         T(test_source_route_from_trusted_relays_to_the_mailbox),
