@@ -10,9 +10,11 @@ set -eu
 BUILD="gcc clang meson ninja-build pkg-config bison flex python3 libevent-dev libidn2-dev libcmocka-dev libedit-dev"
 # Tests: real clients to talk to pigeond, sanitizer and fuzzer runtimes.
 TEST="python3-pytest swaks curl libclang-rt-14-dev llvm python3-aiosmtpd python3-pexpect"
+# Checks: formatting, static analysis; Postfix's smtp-sink and smtp-source.
+CHECK="git clang-format clang-tools cppcheck postfix"
 
 missing=""
-for p in $BUILD $TEST; do
+for p in $BUILD $TEST $CHECK; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
         missing="$missing $p"
     fi
@@ -23,6 +25,8 @@ SUDO=""
 
 if [ -n "$missing" ]; then
     echo "deps: installing$missing"
+    # Postfix comes only for its test tools: never configured, never started.
+    echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
     $SUDO apt-get update
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing
 fi

@@ -174,7 +174,8 @@ static int replay(const char *dir, struct queue_listing *l)
         count++;
     }
     closedir(d);
-    qsort(names, count, sizeof(*names), compare_names);
+    if (count > 1)
+        qsort(names, count, sizeof(*names), compare_names);
 
     struct journal_reader reader = {l, on_record, on_damage};
     for (size_t i = 0; i < count && rc == EX_OK; i++) {
@@ -226,7 +227,8 @@ static void print_listing(struct queue_listing *l)
 {
     size_t shown = 0;
     uint64_t bytes = 0;
-    qsort(l->msgs, l->n, sizeof(*l->msgs), compare_arrival);
+    if (l->n > 1)
+        qsort(l->msgs, l->n, sizeof(*l->msgs), compare_arrival);
     for (size_t i = 0; i < l->n; i++) {
         const struct envelope *e = l->msgs[i];
         if (envelope_pending(e) == 0)

@@ -225,6 +225,7 @@ static void helo_from_socket(struct pigeon_session *s)
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
     char ip[INET6_ADDRSTRLEN];
+    memset(&ss, 0, sizeof(ss));
     snprintf(s->helo, sizeof(s->helo), "localhost");
     if (getsockname(s->fd, (struct sockaddr *)&ss, &len) < 0)
         return;

@@ -78,15 +78,19 @@ class Pigeond:
                                      stdout=log, stderr=log)
         log.close()
         deadline = time.time() + timeout
+        ready_before = self.log().count(" ready: ")
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("pigeond exited with %s:\n%s" % (self.proc.returncode, self.log()))
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    s.recv(100)
-                    return self
-            except OSError:
-                time.sleep(0.05)
+            # Our own pigeond said it is ready (not some other listener on the port).
+            if self.log().count(" ready: ") > ready_before:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                        s.recv(100)
+                        return self
+                except OSError:
+                    pass
+            time.sleep(0.05)
         raise RuntimeError("pigeond did not start listening:\n" + self.log())
 
     def stop(self, timeout=10):
@@ -104,6 +108,14 @@ class Pigeond:
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
+
+    def sanitizer_reports(self):
+        """AddressSanitizer, LeakSanitizer or UBSan reports in the log (sanitizer builds)."""
+        text = self.log()
+        marks = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                 "WARNING: ThreadSanitizer")
+        return ["sanitizer report in %s:\n%s" % (self.logfile, text[-4000:])
+                for m in marks if m in text][:1]
 
     def log(self):
         try:
@@ -155,17 +167,32 @@ def make_pigeond(workdir):
     started = []
 
     def make(text=None, start=True, **knobs):
-        port = knobs.pop("port", None) or free_port()
-        d = Pigeond(workdir, port, text if text is not None else config_text(port, **knobs))
-        started.append(d)
-        return d.start() if start else d
+        fixed_port = knobs.pop("port", None)
+        for attempt in range(3):
+            port = fixed_port or free_port()
+            d = Pigeond(workdir, port, text if text is not None else config_text(port, **knobs))
+            started.append(d)
+            if not start:
+                return d
+            try:
+                return d.start()
+            except RuntimeError as e:
+                # The free port was taken before pigeond bound it: another one.
+                if "Address already in use" not in str(e) or text is not None or fixed_port:
+                    raise
+                started.remove(d)
+        raise RuntimeError("no free port for pigeond after 3 attempts")
 
     yield make
+    problems = []
     for d in started:
         try:
             d.stop()
-        except Exception:
-            pass
+        except Exception as e:  # a pigeond that will not stop is a failure too
+            problems.append("pigeond did not stop: %r" % e)
+        problems += d.sanitizer_reports()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
 
 
 @pytest.fixture

@@ -464,6 +464,10 @@ def test_client_that_disconnects_mid_message_leaves_nothing_behind(pigeond, wher
 
     assert pigeond.wait_for_log("session 2: disconnect from 127.0.0.1, 0 messages queued",
                                 timeout=2), pigeond.log()
+    # The queue thread removes the unfinished content file just after.
+    deadline = time.time() + 2
+    while any(msgdir.iterdir()) and time.time() < deadline:
+        time.sleep(0.02)
     assert list(msgdir.iterdir()) == []
     assert pigeond.messages("carol") == []
 
