@@ -108,7 +108,10 @@ struct pigeon_options {
     void *trace_ctx;
 };
 
-#define PIGEON_OPTIONS_INIT {NULL, NULL, NULL, 0, NULL, NULL}
+#define PIGEON_OPTIONS_INIT                                                                        \
+    {                                                                                              \
+        NULL, NULL, NULL, 0, NULL, NULL                                                            \
+    }
 
 /* ---- results ----------------------------------------------------------- */
 
