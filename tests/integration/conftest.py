@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -265,3 +266,62 @@ def connect(pigeond):
     yield make
     for c in conns:
         c.close()
+
+
+# ---- foreign servers: Python's aiosmtpd and Postfix's smtp-sink --------------------------------
+
+class Recorder:
+    """An aiosmtpd handler that keeps each transaction as it came."""
+
+    def __init__(self):
+        self.got = []
+        self.event = threading.Event()
+
+    async def handle_DATA(self, server, session, envelope):
+        self.got.append((envelope.mail_from, list(envelope.rcpt_tos),
+                         envelope.original_content, list(envelope.mail_options)))
+        self.event.set()
+        return "250 2.0.0 Ok: recorded"
+
+
+@pytest.fixture
+def aiosmtpd_server():
+    controller_mod = pytest.importorskip("aiosmtpd.controller")
+    recorder = Recorder()
+    port = free_port()
+    c = controller_mod.Controller(recorder, hostname="127.0.0.1", port=port)
+    c.start()
+    recorder.port = port
+    yield recorder
+    c.stop()
+
+
+SMTP_SINK = "/usr/sbin/smtp-sink"
+
+
+@pytest.fixture
+def smtp_sink():
+    """start(*options) -> port of an smtp-sink with those options."""
+    if not os.access(SMTP_SINK, os.X_OK):
+        pytest.skip("smtp-sink (Debian package postfix) is not installed")
+    procs = []
+
+    def start(*options):
+        port = free_port()
+        user = ["-u", "nobody"] if os.getuid() == 0 else []
+        p = subprocess.Popen([SMTP_SINK, *user, *options, "127.0.0.1:%d" % port, "10"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(p)
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return port
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("smtp-sink did not start")
+
+    yield start
+    for p in procs:
+        p.kill()
+        p.wait()

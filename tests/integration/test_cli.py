@@ -468,32 +468,6 @@ def test_sendmail_bs_without_server_says_421(sendmail):
 
 # ---- against aiosmtpd: the exact bytes a foreign server receives ------------------------------
 
-class Recorder:
-    """An aiosmtpd handler that keeps each transaction as it came."""
-
-    def __init__(self):
-        self.got = []
-        self.event = threading.Event()
-
-    async def handle_DATA(self, server, session, envelope):
-        self.got.append((envelope.mail_from, list(envelope.rcpt_tos),
-                         envelope.original_content, list(envelope.mail_options)))
-        self.event.set()
-        return "250 2.0.0 Ok: recorded"
-
-
-@pytest.fixture
-def aiosmtpd_server():
-    controller_mod = pytest.importorskip("aiosmtpd.controller")
-    recorder = Recorder()
-    port = free_port()
-    c = controller_mod.Controller(recorder, hostname="127.0.0.1", port=port)
-    c.start()
-    recorder.port = port
-    yield recorder
-    c.stop()
-
-
 EXACT = (b"From: a@example.org\n"
          b"To: b@example.org\n"
          b"Subject: exact\n"
@@ -543,37 +517,6 @@ def test_send_8bit_to_aiosmtpd_uses_8bitmime(aiosmtpd_server):
 
 
 # ---- against Postfix's smtp-sink: injected failures ---------------------------------------------
-
-SMTP_SINK = "/usr/sbin/smtp-sink"
-
-
-@pytest.fixture
-def smtp_sink():
-    """start(*options) -> port of an smtp-sink with those options."""
-    if not os.access(SMTP_SINK, os.X_OK):
-        pytest.skip("smtp-sink (Debian package postfix) is not installed")
-    procs = []
-
-    def start(*options):
-        port = free_port()
-        user = ["-u", "nobody"] if os.getuid() == 0 else []
-        p = subprocess.Popen([SMTP_SINK, *user, *options, "127.0.0.1:%d" % port, "10"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(p)
-        deadline = time.time() + 5
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return port
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("smtp-sink did not start")
-
-    yield start
-    for p in procs:
-        p.kill()
-        p.wait()
-
 
 @pytest.mark.parametrize("options, status, summary", [
     ((), 0, "250 2.0.0 Ok"),
