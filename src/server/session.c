@@ -41,6 +41,8 @@
 #define OUTPUT_PAUSE (64 * 1024)
 /* Input libevent may read ahead of us (it stops reading beyond this). */
 #define INPUT_LIMIT (64 * 1024)
+/* Message data that must arrive per `timeout data` (see slow_data). */
+#define DATA_PROGRESS 1024
 
 struct session {
     struct server *srv;
@@ -50,10 +52,13 @@ struct session {
     struct sockaddr_storage addr;
     char addr_text[INET6_ADDRSTRLEN];
     bool trusted;
-    bool counted;      /* in the per-address limits (untrusted clients) */
-    bool eof;          /* the client will send nothing more */
-    time_t line_since; /* when the command line now being received began */
-    bool closing;      /* waiting for the last replies to go out */
+    bool counted;       /* in the per-address limits (untrusted clients) */
+    bool eof;           /* the client will send nothing more */
+    time_t line_since;  /* when the command line now being received began */
+    time_t data_since;  /* when the current window of message data began */
+    size_t data_octets; /* octets of message data in that window */
+    size_t data_seen;   /* input already counted by slow_data */
+    bool closing;       /* waiting for the last replies to go out */
     char helo[SMTP_DOMAIN_MAX + 1];
     bool esmtp;
 
@@ -355,6 +360,9 @@ static void session_queue_event(void *arg, enum queue_msg_event ev, int error)
         r.enh = "4.3.0";
         snprintf(r.text, sizeof(r.text), "Error: queue write failed, try again later");
     }
+    if (error != 0)
+        log_err("%s: message from %s not stored: %s; replied %u %s", s->msg_id, s->addr_text,
+                strerror(error), r.code, r.enh);
     smtp_server_resume(s->smtp, &r);
     session_process(s);
 }
@@ -417,6 +425,35 @@ static bool slow_line(struct session *s)
     return true;
 }
 
+/*
+ * slow_data - message data must keep coming: within each `timeout data`
+ * window at least DATA_PROGRESS octets (or the end of the message) must
+ * arrive.  A client sending a byte a second is cut off like a silent one;
+ * any real link, however slow, sends far more than 1 KB in five minutes.
+ * Returns true if the session was cut off.
+ */
+static bool slow_data(struct session *s, size_t arrived)
+{
+    if (!smtp_server_in_message(s->smtp)) {
+        s->data_since = 0;
+        return false;
+    }
+    time_t now = time(NULL);
+    if (s->data_since == 0 || s->data_octets >= DATA_PROGRESS) {
+        s->data_since = now;
+        s->data_octets = 0;
+    }
+    s->data_octets += arrived;
+    if (now - s->data_since < (time_t)s->srv->cfg->timeouts.data)
+        return false;
+    log_info("session %llu: message data from %s slower than %u octets in %u seconds; closing",
+             (unsigned long long)s->id, s->addr_text, DATA_PROGRESS, s->srv->cfg->timeouts.data);
+    smtp_server_timeout(s->smtp);
+    flush_output(s);
+    session_finish(s);
+    return true;
+}
+
 /* session_process - feed what the client sent to the engine, as far as we may */
 static void session_process(struct session *s)
 {
@@ -425,7 +462,7 @@ static void session_process(struct session *s)
 
     if (s->closing)
         return;
-    if (slow_line(s))
+    if (slow_line(s) || slow_data(s, evbuffer_get_length(in) - s->data_seen))
         return;
     for (;;) {
         if (smtp_server_waiting(s->smtp) || smtp_server_closing(s->smtp))
@@ -446,6 +483,7 @@ static void session_process(struct session *s)
             break;
     }
     flush_output(s);
+    s->data_seen = evbuffer_get_length(in); /* what is left was counted by slow_data */
     if (!smtp_server_partial_line(s->smtp))
         s->line_since = 0;
     else if (s->line_since == 0)

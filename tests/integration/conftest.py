@@ -239,10 +239,13 @@ class SmtpConn:
             return True
 
     def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        # The file from makefile() holds the descriptor too: close both, or
+        # pigeond never sees the connection end.
+        for f in (self.file, self.sock):
+            try:
+                f.close()
+            except OSError:
+                pass
 
     def __enter__(self):
         return self
