@@ -22,6 +22,7 @@
  * exactly predictable for the tests that check it byte for byte.
  */
 #include "cli/cli.h"
+#include "smtp/address.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -83,16 +84,21 @@ static void random_text(char *out, size_t n)
     out[n] = '\0';
 }
 
-/* append_crlf_text - p[0..n) with every line ending made CRLF, and a last one added */
+/*
+ * append_crlf_text - p[0..n) with every line ending made CRLF (a bare LF
+ * and a bare CR are line endings too, as the client engine treats them on
+ * the wire), and a last one added.
+ */
 static int append_crlf_text(struct buf *out, const uint8_t *p, size_t n)
 {
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
-        if (p[i] != '\n')
+        if (p[i] != '\n' && p[i] != '\r')
             continue;
-        size_t end = i > start && p[i - 1] == '\r' ? i - 1 : i;
-        if (buf_append(out, p + start, end - start) < 0 || buf_append(out, "\r\n", 2) < 0)
+        if (buf_append(out, p + start, i - start) < 0 || buf_append(out, "\r\n", 2) < 0)
             return -1;
+        if (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n')
+            i++; /* CRLF: one line ending */
         start = i + 1;
     }
     if (start < n) {
@@ -207,7 +213,7 @@ int mime_parse(struct mime_message *m, const uint8_t *p, size_t n)
         }
         pos += field_len;
     }
-    if (rc == 0 && buf_append(&m->body, t + pos, len - pos) < 0)
+    if (rc == 0 && len > pos && buf_append(&m->body, t + pos, len - pos) < 0)
         rc = -1;
     buf_free(&text);
     return rc;
@@ -883,12 +889,30 @@ struct addr_state {
     void *ctx;
 };
 
+/* addr_valid - a mailbox (local@domain) or a bare local name, by RFC 5321 */
+static bool addr_valid(const char *a, size_t n)
+{
+    if (memchr(a, '@', n) == NULL)
+        return smtp_local_is_dot_string(a, n, true);
+    struct smtp_path path;
+    size_t used;
+    return smtp_path_parse(a, n, SMTP_PATH_ALLOW_UTF8 | SMTP_PATH_ALLOW_BARE, &path, &used) ==
+               SMTP_PATH_OK &&
+           used == n && !path.is_null && !path.is_postmaster;
+}
+
 /* addr_emit - the mailbox collected so far, if any */
 static int addr_emit(struct addr_state *st)
 {
     struct buf *b = st->had_angle ? &st->angle : &st->plain;
     int rc = 0;
-    if (b->len > 0) {
+    /* What comes out goes into "RCPT TO:<...>", so it must be an address by
+     * RFC 5321's rules (or a bare local name, which becomes name@localhost);
+     * otherwise the whole list is refused rather than a recipient quietly
+     * changed. */
+    if (b->len > 0 && !addr_valid((const char *)b->data, b->len))
+        rc = -1;
+    if (rc == 0 && b->len > 0) {
         if (buf_append_byte(b, '\0') < 0)
             rc = -1;
         else

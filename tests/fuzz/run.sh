@@ -32,6 +32,7 @@ HARNESSES=(
     "config 8192"
     "envelope 4096"
     "journal 8192"
+    "mime 8192"
 )
 
 if [ ! -f "$build/build.ninja" ]; then
