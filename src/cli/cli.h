@@ -89,7 +89,8 @@ int cli_list_add(struct cli_list *l, const char *s);
 /*
  * cli_list_add_addresses - the addresses of an RFC 5322 address list
  * ("Name <a@b>, c@d"), each once; a bare name is a local user and becomes
- * name@localhost.  Returns how many were found (0: none), or -1.
+ * name@localhost.  Returns how many were found (0: none), MIME_BAD_ADDRESS
+ * for a list with something in it that is not an address, or -1.
  */
 int cli_list_add_addresses(struct cli_list *l, const char *address_list);
 
@@ -207,8 +208,11 @@ int mime_field_value(const struct mime_field *f, struct buf *out);
  * mime_addresses - the addr-specs in an RFC 5322 address-list (To, Cc,
  * Bcc): display names, comments, quoted strings, obsolete routes and
  * groups ("undisclosed-recipients:;") are understood.  Calls found() for
- * each one; stops and returns its value if it is not 0.
+ * each one; stops and returns its value if it is not 0.  Returns
+ * MIME_BAD_ADDRESS if the list holds something that is not an address by
+ * RFC 5321's rules (nothing reaches found() after it), -1 if out of memory.
  */
+#define MIME_BAD_ADDRESS (-2)
 int mime_addresses(const char *value, int (*found)(void *ctx, const char *addr), void *ctx);
 
 /* mime_base64 - RFC 2045 §6.8 base64 in lines of 76 characters (each ending CRLF) */

@@ -290,8 +290,9 @@ static int add_address(void *ctx, const char *addr)
 int cli_list_add_addresses(struct cli_list *l, const char *address_list)
 {
     struct address_sink sink = {l, 0};
-    if (mime_addresses(address_list, add_address, &sink) != 0)
-        return -1;
+    int rc = mime_addresses(address_list, add_address, &sink);
+    if (rc != 0)
+        return rc == MIME_BAD_ADDRESS ? MIME_BAD_ADDRESS : -1;
     return sink.found;
 }
 

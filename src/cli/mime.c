@@ -911,7 +911,7 @@ static int addr_emit(struct addr_state *st)
      * otherwise the whole list is refused rather than a recipient quietly
      * changed. */
     if (b->len > 0 && !addr_valid((const char *)b->data, b->len))
-        rc = -1;
+        rc = MIME_BAD_ADDRESS;
     if (rc == 0 && b->len > 0) {
         if (buf_append_byte(b, '\0') < 0)
             rc = -1;

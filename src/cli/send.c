@@ -568,7 +568,10 @@ int cli_send(int argc, char **argv)
     for (size_t l = 0; l < 3 && rc == EX_OK; l++) {
         for (size_t i = 0; i < lists[l]->n && rc == EX_OK; i++) {
             int found = cli_list_add_addresses(&rcpt, lists[l]->v[i]);
-            if (found < 0) {
+            if (found == MIME_BAD_ADDRESS) {
+                cli_warn("not a valid address: \"%s\"", lists[l]->v[i]);
+                rc = EX_USAGE;
+            } else if (found < 0) {
                 rc = EX_OSERR;
             } else if (found == 0) {
                 cli_warn("no address in \"%s\"", lists[l]->v[i]);

@@ -381,11 +381,13 @@ static int recipients_from_headers(const struct mime_message *m, struct cli_list
         struct buf v;
         buf_init(&v, CLI_INPUT_MAX);
         int rc = mime_field_value(&m->fields[i], &v);
-        if (rc == 0)
-            rc = cli_list_add_addresses(rcpt, (const char *)v.data) < 0 ? -1 : 0;
+        if (rc == 0) {
+            int found = cli_list_add_addresses(rcpt, (const char *)v.data);
+            rc = found < 0 ? found : 0;
+        }
         buf_free(&v);
         if (rc < 0)
-            return -1;
+            return rc;
     }
     return 0;
 }
@@ -457,9 +459,12 @@ int cli_sendmail(int argc, char **argv)
     for (int i = first; i < argc; i++) {
         int found = cli_list_add_addresses(&rcpt, argv[i]);
         if (found <= 0) {
-            cli_warn(found < 0 ? "out of memory" : "no address in \"%s\"", argv[i]);
+            if (found == -1)
+                cli_warn("out of memory");
+            else
+                cli_warn("not a valid address: \"%s\"", argv[i]);
             cli_list_free(&rcpt);
-            return found < 0 ? EX_OSERR : EX_USAGE;
+            return found == -1 ? EX_OSERR : EX_USAGE;
         }
     }
     if (rcpt.n == 0 && !a.from_headers) {
@@ -487,9 +492,11 @@ int cli_sendmail(int argc, char **argv)
     } else if (sender == NULL || mime_parse(&m, input.data, input.len) < 0) {
         rc = EX_OSERR;
         cli_warn("out of memory");
-    } else if (a.from_headers && recipients_from_headers(&m, &rcpt) < 0) {
-        rc = EX_OSERR;
-        cli_warn("out of memory");
+    } else if (a.from_headers && (rc = recipients_from_headers(&m, &rcpt)) < 0) {
+        bool bad = rc == MIME_BAD_ADDRESS;
+        rc = bad ? EX_DATAERR : EX_OSERR;
+        cli_warn(bad ? "a To:, Cc: or Bcc: field holds something that is not an address"
+                     : "out of memory");
     } else if (rcpt.n == 0) {
         rc = EX_USAGE;
         cli_warn("no recipients in the To:, Cc: or Bcc: fields");

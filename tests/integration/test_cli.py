@@ -404,6 +404,25 @@ def test_sendmail_t_without_recipients_keeps_the_message(sendmail, home):
     assert b"Subject: nobody" in (home / "dead.letter").read_bytes()
 
 
+def test_sendmail_t_with_a_field_that_is_not_an_address_keeps_the_message(pigeond, sendmail,
+                                                                          home):
+    # A line break or a stray bracket in a recipient field must never reach
+    # RCPT TO: the whole message is refused, and kept.
+    r = pigeon("-t", program=sendmail, input=b'To: "a\r\n DATA"@x@y, b@[le.r>g\nSubject: s\n\nx\n',
+               env={"HOME": str(home), "PIGEON_SERVER": "127.0.0.1:%d" % pigeond.port})
+    assert r.returncode == EX_DATAERR, r.stderr
+    assert b"not an address" in r.stderr
+    assert b"Subject: s" in (home / "dead.letter").read_bytes()
+    assert "from=<" not in pigeond.log()  # no transaction was even started
+
+
+def test_sendmail_argument_that_is_not_an_address_is_a_usage_error(sendmail, home):
+    r = pigeon("a@@b", program=sendmail, input=b"Subject: s\n\nx\n",
+               env={"HOME": str(home), "PIGEON_SERVER": "127.0.0.1:%d" % closed_port()})
+    assert r.returncode == EX_USAGE
+    assert b"not a valid address" in r.stderr
+
+
 def test_sendmail_failure_saves_dead_letter_in_mbox_format(sendmail, home):
     message = b"Subject: lost?\n\nFrom the start of a line\n>From quoted already\nend\n"
     r = pigeon("-f", "oleg@vbip.com", "somebody@localhost", program=sendmail, input=message,
