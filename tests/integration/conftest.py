@@ -73,7 +73,7 @@ class Pigeond:
         self.logfile = self.dir / "pigeond.log"
         self.proc = None
 
-    def start(self, timeout=10):
+    def start(self, timeout=30):
         log = open(self.logfile, "ab")
         self.proc = subprocess.Popen([PIGEOND, "-d", "-f", str(self.conf)], cwd=self.dir,
                                      stdout=log, stderr=log)
