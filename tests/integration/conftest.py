@@ -14,6 +14,8 @@ sets it), else build/src/pigeond.
 
 import os
 import pathlib
+import re
+import select
 import signal
 import socket
 import subprocess
@@ -203,11 +205,25 @@ def pigeond(make_pigeond):
 
 
 class SmtpConn:
-    """A raw SMTP connection: send bytes exactly, read whole replies."""
+    """A raw SMTP connection: send bytes exactly, read whole replies.
 
-    def __init__(self, port, host="127.0.0.1", timeout=10):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.file = self.sock.makefile("rb")
+    source binds the client end to an address of 127.0.0.0/8 (to look like
+    another client); readahead=False reads byte by byte, so that silent()
+    can tell with select() whether the server has said anything more.
+    """
+
+    def __init__(self, port, host="127.0.0.1", timeout=10, source=None, readahead=True):
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
+        self.file = self.sock.makefile("rb", buffering=-1 if readahead else 0)
+
+    def silent(self, wait=0.3):
+        """True when the server sends nothing for wait seconds (needs readahead=False)."""
+        readable, _, _ = select.select([self.sock], [], [], wait)
+        return not readable
+
+    def replies(self, n):
+        return [self.reply() for _ in range(n)]
 
     def send(self, data):
         if isinstance(data, str):
@@ -252,6 +268,37 @@ class SmtpConn:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# The trace headers pigeond puts at the top of every stored message, as the
+# default-like test configuration writes them (hostname "pigeon.test").
+TRACE = re.compile(
+    rb"Return-Path: <(?P<sender>[^\r\n]*)>\r\n"
+    rb"Received: from (?P<helo>[^ \r\n]+) \(\[127\.0\.0\.1\]\)\r\n"
+    rb"\tby pigeon\.test \(Pigeon\) with (?P<proto>[A-Z0-9]+) id (?P<id>[0-9A-Z]{14})"
+    rb"(?:\r\n\tfor <(?P<rcpt>[^\r\n]*)>)?;\r\n"
+    rb"\t(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{1,2} "
+    rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
+    rb"[0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4}\r\n")
+
+
+@pytest.fixture
+def sessions():
+    """open(port, ehlo=None) -> an SmtpConn without read-ahead, past the 220
+    greeting (and EHLO, if a name is given); all closed afterwards."""
+    opened = []
+
+    def open_(port, ehlo=None):
+        s = SmtpConn(port, readahead=False)
+        opened.append(s)
+        assert s.reply() == (220, [b"220 pigeon.test ESMTP Pigeon"])
+        if ehlo is not None:
+            assert s.cmd(b"EHLO " + ehlo + b"\r\n")[0] == 250
+        return s
+
+    yield open_
+    for s in opened:
+        s.close()
 
 
 @pytest.fixture

@@ -18,16 +18,9 @@ from email.message import EmailMessage
 
 import pytest
 
-UNTRUSTED = "192.0.2.0/24"  # loopback is not in it
+from conftest import TRACE
 
-TRACE = re.compile(
-    rb"Return-Path: <(?P<sender>[^\r\n]*)>\r\n"
-    rb"Received: from (?P<helo>[^ \r\n]+) \(\[127\.0\.0\.1\]\)\r\n"
-    rb"\tby pigeon\.test \(Pigeon\) with (?P<proto>[A-Z0-9]+) id (?P<id>[0-9A-Z]{14})"
-    rb"(?:\r\n\tfor <(?P<rcpt>[^\r\n]*)>)?;\r\n"
-    rb"\t(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{1,2} "
-    rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
-    rb"[0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4}\r\n")
+UNTRUSTED = "192.0.2.0/24"  # loopback is not in it
 
 # Lines that test dot-stuffing both ways, and a line that is a lone dot.
 TRICKY = (b"Subject: client test\r\n"

@@ -18,19 +18,10 @@ import time
 
 import pytest
 
-from conftest import SmtpConn, config_text, free_port
+from conftest import TRACE, SmtpConn, config_text, free_port
 
 # The trace pigeond writes before the message.  Groups: sender, helo,
 # proto, id, rcpt (only with exactly one recipient).
-TRACE = re.compile(
-    rb"Return-Path: <(?P<sender>[^\r\n]*)>\r\n"
-    rb"Received: from (?P<helo>[^ \r\n]+) \(\[127\.0\.0\.1\]\)\r\n"
-    rb"\tby pigeon\.test \(Pigeon\) with (?P<proto>[A-Z0-9]+) id (?P<id>[0-9A-Z]{14})"
-    rb"(?:\r\n\tfor <(?P<rcpt>[^\r\n]*)>)?;\r\n"
-    rb"\t(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{1,2} "
-    rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
-    rb"[0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4}\r\n")
-
 # A Maildir file name: <time>.Q<id>R<n>.<host>,S=<size>
 MAILDIR_NAME = re.compile(r"^(?P<time>[0-9]+)\.Q(?P<id>[0-9A-Z]{14})R(?P<rcpt>[0-9]+)"
                           r"\.pigeon\.test,S=(?P<size>[0-9]+)$")

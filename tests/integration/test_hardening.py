@@ -46,20 +46,6 @@ NOBODY_TRUSTED = "192.0.2.0/24"
 REFUSED = re.compile(rb"421 4\.7\.0 [^\r\n]*\r\n")
 
 
-class SmtpFrom(SmtpConn):
-    """An SmtpConn whose client end is bound to source (an address in 127.0.0.0/8)."""
-
-    def __init__(self, port, source, timeout=10):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
-                                             source_address=(source, 0))
-        self.file = self.sock.makefile("rb")
-
-    def close(self):
-        # The makefile() object holds the descriptor open too: close both.
-        self.file.close()
-        super().close()
-
-
 def everything_until_closed(sock, timeout=5):
     """All the bytes the server sends until it closes the connection."""
     sock.settimeout(timeout)
@@ -80,7 +66,7 @@ def everything_until_closed(sock, timeout=5):
 
 def greeted(port, source):
     """A session from source that got its 220 (asserted)."""
-    c = SmtpFrom(port, source)
+    c = SmtpConn(port, source=source)
     code, lines = c.reply()
     assert code == 220, lines
     return c
@@ -99,7 +85,7 @@ def admitted_soon(port, source, timeout=5):
     """A session from source once pigeond has noticed the ones closed before; None if none."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        c = SmtpFrom(port, source)
+        c = SmtpConn(port, source=source)
         try:
             code, _ = c.reply()
         except EOFError:
@@ -133,7 +119,7 @@ def rss_kib(pid):
 
 def send_message(port, source, user, key, body=b"", timeout=10):
     """One whole message (Subject: key) from source to user@localhost; the reply to its end."""
-    with SmtpFrom(port, source, timeout=timeout) as c:
+    with SmtpConn(port, source=source, timeout=timeout) as c:
         assert c.reply()[0] == 220
         assert c.cmd(b"EHLO client.test\r\n")[0] == 250
         assert c.cmd(b"MAIL FROM:<sender@client.test>\r\n")[0] == 250
@@ -485,7 +471,7 @@ def kill_sender(port, rnd, index, state, lock, killed, errors):
     n = 0
     try:
         while not killed.is_set():
-            with SmtpFrom(port, "127.0.0.1", timeout=20) as c:
+            with SmtpConn(port, source="127.0.0.1", timeout=20) as c:
                 assert c.reply()[0] == 220
                 assert c.cmd(b"EHLO kill%d.test\r\n" % index)[0] == 250
                 for _ in range(KILL_PER_SESSION):
@@ -602,7 +588,7 @@ def test_sigkill_at_random_moments_twenty_times_loses_and_duplicates_nothing(mak
 def send_final(port, index, state, lock):
     """One ordinary message from sender index after the last restart: it must get its 250."""
     key = b"kill-%02d-%d-%04d" % (KILL_ROUNDS, index, 0)
-    with SmtpFrom(port, "127.0.0.1") as c:
+    with SmtpConn(port, source="127.0.0.1") as c:
         assert c.reply()[0] == 220
         assert c.cmd(b"EHLO final.test\r\n")[0] == 250
         assert c.cmd(b"MAIL FROM:<%s@kill.test>\r\n" % key)[0] == 250

@@ -7,11 +7,10 @@ smallest refused one.
 """
 
 import re
-import select
 
 import pytest
 
-from conftest import SmtpConn
+from conftest import TRACE
 
 EHLO_REPLY = [
     b"250-pigeon.test",
@@ -39,48 +38,7 @@ TOO_MANY_ERRORS = [b"421 4.7.0 pigeon.test Error: too many errors"]
 QUEUED = re.compile(rb"^250 2\.0\.0 Ok: queued as ([0-9A-Z]{14})$")
 
 # The trace pigeond writes before the message (RFC 5321 §4.4).
-TRACE = re.compile(
-    rb"Return-Path: <(?P<sender>[^\r\n]*)>\r\n"
-    rb"Received: from (?P<helo>[^ \r\n]+) \(\[127\.0\.0\.1\]\)\r\n"
-    rb"\tby pigeon\.test \(Pigeon\) with (?P<proto>[A-Z0-9]+) id (?P<id>[0-9A-Z]{14})"
-    rb"(?:\r\n\tfor <(?P<rcpt>[^\r\n]*)>)?;\r\n"
-    rb"\t(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{1,2} "
-    rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
-    rb"[0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4}\r\n")
 
-
-class Session(SmtpConn):
-    """An SmtpConn that never reads ahead, so silence can be checked with select()."""
-
-    def __init__(self, port):
-        super().__init__(port)
-        self.file.close()
-        self.file = self.sock.makefile("rb", buffering=0)
-
-    def silent(self, wait=0.3):
-        """True when the server sends nothing for wait seconds."""
-        readable, _, _ = select.select([self.sock], [], [], wait)
-        return not readable
-
-    def close(self):
-        self.file.close()
-        super().close()
-
-
-@pytest.fixture
-def sessions():
-    """open(port) -> a Session past the 220 greeting; all closed afterwards."""
-    opened = []
-
-    def open_(port):
-        s = Session(port)
-        opened.append(s)
-        assert s.reply() == (220, [b"220 pigeon.test ESMTP Pigeon"])
-        return s
-
-    yield open_
-    for s in opened:
-        s.close()
 
 
 def ehlo_reply(size):

@@ -17,7 +17,7 @@ import re
 
 import pytest
 
-from conftest import SmtpConn
+from conftest import TRACE
 
 UNTRUSTED = "192.0.2.0/24"  # loopback is not in it
 TRUSTED = "127.0.0.0/8"
@@ -29,15 +29,6 @@ BYE = (221, [b"221 2.0.0 Bye"])
 NO_VALID_RCPT = (554, [b"554 5.5.1 Error: no valid recipients"])
 BAD_SYNTAX = (501, [b"501 5.1.3 Error: bad recipient address syntax"])
 QUEUED = re.compile(rb"^250 2\.0\.0 Ok: queued as ([0-9A-Z]{14})$")
-
-TRACE = re.compile(
-    rb"Return-Path: <(?P<sender>[^\r\n]*)>\r\n"
-    rb"Received: from (?P<helo>[^ \r\n]+) \(\[127\.0\.0\.1\]\)\r\n"
-    rb"\tby pigeon\.test \(Pigeon\) with (?P<proto>[A-Z0-9]+) id (?P<id>[0-9A-Z]{14})"
-    rb"(?:\r\n\tfor <(?P<rcpt>[^\r\n]*)>)?;\r\n"
-    rb"\t(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{1,2} "
-    rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
-    rb"[0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4}\r\n")
 
 BODY = b"Subject: relay test\r\n\r\nhello\r\n"
 
@@ -77,26 +68,10 @@ REMOTE = [
 ]
 
 
-class Session(SmtpConn):
-    def close(self):
-        self.file.close()
-        super().close()
-
-
 @pytest.fixture
-def sessions():
-    opened = []
-
-    def open_(port):
-        s = Session(port)
-        opened.append(s)
-        assert s.reply() == (220, [b"220 pigeon.test ESMTP Pigeon"])
-        assert s.cmd(b"EHLO client.example\r\n")[0] == 250
-        return s
-
-    yield open_
-    for s in opened:
-        s.close()
+def sessions(sessions):
+    """open(port) -> a session past the greeting and EHLO."""
+    return lambda port: sessions(port, ehlo=b"client.example")
 
 
 def mail(s, rcpt=b""):

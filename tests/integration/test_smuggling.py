@@ -20,13 +20,12 @@ including) the client's real end of data CRLF "." CRLF.
 """
 
 import re
-import select
 import socket
 import time
 
 import pytest
 
-from conftest import SmtpConn
+from conftest import TRACE
 
 UNTRUSTED = "192.0.2.0/24"  # loopback is not in it
 
@@ -44,15 +43,6 @@ BARE_CR_DATA = (550, [b"550 5.5.2 Error: bare CR in message data; lines must end
 BARE_LF_CMD = (500, [b"500 5.5.2 Error: bare LF received; SMTP command lines end with CRLF"])
 BARE_CR_CMD = (500, [b"500 5.5.2 Error: bare CR received; SMTP command lines end with CRLF"])
 QUEUED = "queued"  # stands for "250 2.0.0 Ok: queued as <id>" in expected reply lists
-
-TRACE = re.compile(
-    rb"Return-Path: <(?P<sender>[^\r\n]*)>\r\n"
-    rb"Received: from (?P<helo>[^ \r\n]+) \(\[127\.0\.0\.1\]\)\r\n"
-    rb"\tby pigeon\.test \(Pigeon\) with (?P<proto>[A-Z0-9]+) id (?P<id>[0-9A-Z]{14})"
-    rb"(?:\r\n\tfor <(?P<rcpt>[^\r\n]*)>)?;\r\n"
-    rb"\t(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{1,2} "
-    rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
-    rb"[0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4}\r\n")
 
 # The second transaction an attacker hides after a fake end of data.
 INJECTED = (b"MAIL FROM:<ceo@victim.example>\r\n"
@@ -101,41 +91,10 @@ PAYLOADS = [
 ]
 
 
-class Session(SmtpConn):
-    """An SmtpConn that never reads ahead, so silence can be checked with select()."""
-
-    def __init__(self, port):
-        super().__init__(port)
-        self.file.close()
-        self.file = self.sock.makefile("rb", buffering=0)
-
-    def silent(self, wait=0.3):
-        """True when the server sends nothing for wait seconds."""
-        readable, _, _ = select.select([self.sock], [], [], wait)
-        return not readable
-
-    def replies(self, n):
-        return [self.reply() for _ in range(n)]
-
-    def close(self):
-        self.file.close()
-        super().close()
-
-
 @pytest.fixture
-def sessions():
-    opened = []
-
-    def open_(port):
-        s = Session(port)
-        opened.append(s)
-        assert s.reply() == (220, [b"220 pigeon.test ESMTP Pigeon"])
-        assert s.cmd(b"EHLO client.example\r\n")[0] == 250
-        return s
-
-    yield open_
-    for s in opened:
-        s.close()
+def sessions(sessions):
+    """open(port) -> a session past the greeting and EHLO."""
+    return lambda port: sessions(port, ehlo=b"client.example")
 
 
 def split_trace(msg):
