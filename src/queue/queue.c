@@ -133,6 +133,7 @@ struct queue {
     /* Queue thread. */
     struct deliver_job *unsynced; /* delivered, waiting for the next sync */
     struct deliver_job **unsynced_tail;
+    struct timespec unsynced_since; /* when the first of them arrived */
     struct qmsg *live;
     size_t live_bytes;
     struct qmsg **retry; /* min-heap on next_try */
@@ -488,6 +489,8 @@ static void collect_results(struct queue *q, struct deliver_job *jobs)
         jobs = job->next;
         job->next = NULL;
         if (job_linked(job)) {
+            if (q->unsynced == NULL)
+                clock_gettime(CLOCK_MONOTONIC, &q->unsynced_since);
             *q->unsynced_tail = job;
             q->unsynced_tail = &job->next;
         } else {
@@ -762,6 +765,15 @@ static void maybe_log_stats(struct queue *q, bool now)
              (unsigned long long)atomic_load(&q->queued));
 }
 
+/* unsynced_age_ms - how long the oldest delivery has waited for a sync */
+static long unsynced_age_ms(const struct queue *q)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - q->unsynced_since.tv_sec) * 1000L +
+           (now.tv_nsec - q->unsynced_since.tv_nsec) / 1000000L;
+}
+
 /* deadline_in - a CLOCK_REALTIME deadline for pthread_cond_timedwait, ms from now */
 static struct timespec deadline_in(long ms)
 {
@@ -788,7 +800,10 @@ static struct item *take_inbox(struct queue *q)
     while (q->in_head == NULL) {
         struct timespec deadline;
         if (q->unsynced != NULL) {
-            deadline = deadline_in(DELIVERY_SYNC_WAIT_MS);
+            long left = DELIVERY_SYNC_WAIT_MS - unsynced_age_ms(q);
+            if (left <= 0)
+                break;
+            deadline = deadline_in(left);
         } else if (q->nretry > 0) {
             time_t wait = q->retry[0]->next_try - now_mono();
             if (wait <= 0)
@@ -846,7 +861,10 @@ static bool handle_items(struct queue *q, struct item *items)
             break;
         }
     }
-    if (commits != NULL || q->unsynced != NULL)
+    /* Deliveries ride on a commit's sync; alone, only once they have waited
+     * long enough for one (or when stopping). */
+    if (commits != NULL ||
+        (q->unsynced != NULL && (stop || unsynced_age_ms(q) >= DELIVERY_SYNC_WAIT_MS)))
         commit_batch(q, commits);
     /* Records made since (delivery progress) go to the file now, unsynced:
      * a later sync covers them, and until then redelivery is idempotent. */
@@ -875,6 +893,11 @@ static void *queue_main(void *arg)
     q->in_head = q->in_tail = NULL;
     pthread_mutex_unlock(&q->lock);
     handle_items(q, rest);
+    if (q->unsynced != NULL) {
+        commit_batch(q, NULL); /* no waiting for a next commit now */
+        if (journal_pending(q->journal) > 0 && journal_write(q->journal) < 0)
+            log_err("queue: journal write failed: %s", strerror(errno));
+    }
     maybe_log_stats(q, true);
     return NULL;
 }
