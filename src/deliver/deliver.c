@@ -60,12 +60,12 @@ static void deliver_batch(struct deliverer *d, struct deliver_job *jobs)
         const struct envelope *env = job->env;
         for (size_t i = 0; i < env->nrcpt; i++) {
             const struct envelope_rcpt *r = &env->rcpt[i];
-            if (r->state != ENVELOPE_PENDING || r->route != ENVELOPE_ROUTE_MAILDIR)
-                continue;
+            if (r->state != ENVELOPE_PENDING || r->route != ENVELOPE_ROUTE_MAILDIR ||
+                job->outcome[i] != DELIVER_NOT_TRIED)
+                continue; /* done already, by the queue thread's fast path */
             char why[300] = "";
-            bool linked = false;
             job->outcome[i] =
-                maildir_deliver(env, i, d->set.msg_dirfd, d->hostname, &linked, why, sizeof(why));
+                maildir_deliver(env, i, d->set.msg_dirfd, d->hostname, true, why, sizeof(why));
             /* Successes are logged by the queue once they are durable. */
             if (job->outcome[i] != DELIVER_OK)
                 deliver_log(env, i, job->outcome[i], why);

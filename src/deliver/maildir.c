@@ -172,12 +172,11 @@ static int copy_into(const struct envelope *env, int msg_dirfd, const char *tmp_
 
 /* maildir_deliver - deliver one recipient (see maildir.h) */
 enum deliver_outcome maildir_deliver(const struct envelope *env, size_t rcpt, int msg_dirfd,
-                                     const char *hostname, bool *linked, char *why, size_t whysize)
+                                     const char *hostname, bool may_copy, char *why, size_t whysize)
 {
     const char *maildir = env->rcpt[rcpt].maildir;
     char name[512], new_path[4096], tmp_path[4096], new_dir[4096];
 
-    *linked = false;
     maildir_file_name(env, rcpt, hostname, name, sizeof(name));
     if ((size_t)snprintf(new_path, sizeof(new_path), "%s/new/%s", maildir, name) >=
             sizeof(new_path) ||
@@ -189,10 +188,8 @@ enum deliver_outcome maildir_deliver(const struct envelope *env, size_t rcpt, in
     snprintf(new_dir, sizeof(new_dir), "%s/new", maildir);
 
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (linkat(msg_dirfd, env->id, AT_FDCWD, new_path, 0) == 0) {
-            *linked = true;
+        if (linkat(msg_dirfd, env->id, AT_FDCWD, new_path, 0) == 0)
             return DELIVER_OK;
-        }
         if (errno == EEXIST)
             return DELIVER_OK; /* delivered before a crash: the name is ours */
         if (errno == ENOENT && attempt == 0) {
@@ -201,7 +198,10 @@ enum deliver_outcome maildir_deliver(const struct envelope *env, size_t rcpt, in
             continue;
         }
         if (errno == EXDEV || errno == EPERM || errno == EMLINK) {
-            /* Another filesystem, or one without hard links: copy. */
+            /* Another filesystem, or one without hard links: copy (slow,
+             * and fsynced: for the delivery workers, not the queue thread). */
+            if (!may_copy)
+                return DELIVER_NOT_TRIED;
             if (copy_into(env, msg_dirfd, tmp_path, new_path, new_dir) == 0)
                 return DELIVER_OK;
         }

@@ -21,12 +21,14 @@
 
 /*
  * maildir_deliver - deliver recipient rcpt of env, whose content is
- * msg_dirfd/<id>.  *linked is set when the file was hard-linked (it shares
- * the spool's durability); a copy is fsynced before this returns.  why gets
- * the reason for anything but DELIVER_OK.
+ * msg_dirfd/<id>.  A hard link is made durable by the queue's next sync; a
+ * copy (across filesystems) is fsynced before this returns, and is only
+ * made if may_copy is set: otherwise such a recipient is DELIVER_NOT_TRIED,
+ * for a delivery worker.  why gets the reason for a refusal or deferral.
  */
 enum deliver_outcome maildir_deliver(const struct envelope *env, size_t rcpt, int msg_dirfd,
-                                     const char *hostname, bool *linked, char *why, size_t whysize);
+                                     const char *hostname, bool may_copy, char *why,
+                                     size_t whysize);
 
 /* maildir_file_name - the file name for recipient rcpt of env */
 void maildir_file_name(const struct envelope *env, size_t rcpt, const char *hostname, char *out,

@@ -34,6 +34,7 @@
 #include <event2/event.h>
 
 #include "deliver/deliver.h"
+#include "deliver/maildir.h"
 #include "lib/log.h"
 #include "queue/journal.h"
 
@@ -369,16 +370,44 @@ static bool has_pending(const struct envelope *env, enum envelope_route route)
     return false;
 }
 
-/* dispatch - give the message to the workers if it has local work */
+static void collect_results(struct queue *q, struct deliver_job *jobs);
+
+/*
+ * dispatch - deliver the message's pending local recipients.  Hard links,
+ * the common case, are made here at once (their sync is the next commit's);
+ * anything that needs a copy goes to the delivery workers.
+ */
 static void dispatch(struct queue *q, struct qmsg *qm)
 {
     if (!has_pending(qm->env, ENVELOPE_ROUTE_MAILDIR)) {
         qm->state = QMSG_IDLE;
         return;
     }
+    struct envelope *env = qm->env;
+    struct deliver_job *job = &qm->job;
+    bool needs_worker = false;
     qm->state = QMSG_DELIVERING;
-    memset(qm->job.outcome, 0, qm->env->nrcpt);
-    deliverer_submit(q->deliverer, &qm->job);
+    memset(job->outcome, 0, env->nrcpt);
+    for (size_t i = 0; i < env->nrcpt; i++) {
+        if (env->rcpt[i].state != ENVELOPE_PENDING || env->rcpt[i].route != ENVELOPE_ROUTE_MAILDIR)
+            continue;
+        char why[300] = "";
+        enum deliver_outcome o =
+            maildir_deliver(env, i, q->msg_dirfd, q->hostname, false, why, sizeof(why));
+        if (o == DELIVER_NOT_TRIED) {
+            needs_worker = true;
+            continue;
+        }
+        job->outcome[i] = (uint8_t)o;
+        if (o != DELIVER_OK)
+            deliver_log(env, i, o, why);
+    }
+    if (needs_worker) {
+        deliverer_submit(q->deliverer, job);
+    } else {
+        job->next = NULL;
+        collect_results(q, job);
+    }
 }
 
 /* log_waiting_relay - remote recipients wait for the outbound-delivery work */

@@ -190,12 +190,22 @@ static void assert_same_bytes(const char *path, const void *p, size_t n)
 }
 
 /* deliver - maildir_deliver() with the test host name */
+/*
+ * deliver - maildir_deliver() with the test host name, copies allowed;
+ * *linked says whether this call hard-linked the content (its link count
+ * went up), as opposed to copying it or finding it delivered already.
+ */
 static enum deliver_outcome deliver(struct scratch *sc, size_t rcpt, bool *linked, char *why,
                                     size_t whysize)
 {
+    struct stat before, after;
     why[0] = '\0';
-    *linked = true;
-    return maildir_deliver(&sc->env, rcpt, sc->msg_dirfd, TEST_HOST, linked, why, whysize);
+    bool had = fstatat(sc->msg_dirfd, TEST_ID, &before, 0) == 0;
+    enum deliver_outcome o =
+        maildir_deliver(&sc->env, rcpt, sc->msg_dirfd, TEST_HOST, true, why, whysize);
+    *linked =
+        had && fstatat(sc->msg_dirfd, TEST_ID, &after, 0) == 0 && after.st_nlink > before.st_nlink;
+    return o;
 }
 
 /* ---- file names ----------------------------------------------------------------------- */
@@ -443,6 +453,21 @@ static void test_content_on_another_filesystem_is_copied_not_linked(void **state
     assert_copied(sc, 0, CONTENT, strlen(CONTENT));
 }
 
+static void test_copy_is_left_to_the_workers_when_copies_are_not_allowed(void **state)
+{
+    struct scratch *sc = *state;
+    if (!content_on_another_filesystem(sc))
+        skip();
+    put_content(sc, CONTENT, strlen(CONTENT));
+    char maildir[PATH_SIZE], p[PATH_SIZE], why[256] = "";
+    add_local_rcpt(sc, "bob@example.org", path_in(maildir, sc->dir, "Maildir"));
+    /* The queue thread's fast path: a link or nothing. */
+    assert_int_equal(
+        maildir_deliver(&sc->env, 0, sc->msg_dirfd, TEST_HOST, false, why, sizeof(why)),
+        DELIVER_NOT_TRIED);
+    assert_int_equal(count_entries(path_in(p, maildir, "new")), 0);
+}
+
 static void test_large_binary_content_is_copied_byte_for_byte(void **state)
 {
     struct scratch *sc = *state;
@@ -527,6 +552,7 @@ int main(void)
         SCRATCH_TEST(test_missing_content_file_defers_with_a_reason),
         SCRATCH_TEST(test_maildir_path_too_long_fails),
         SCRATCH_TEST(test_content_on_another_filesystem_is_copied_not_linked),
+        SCRATCH_TEST(test_copy_is_left_to_the_workers_when_copies_are_not_allowed),
         SCRATCH_TEST(test_large_binary_content_is_copied_byte_for_byte),
         SCRATCH_TEST(test_content_shorter_than_its_envelope_says_defers_and_leaves_nothing),
         SCRATCH_TEST(test_copy_left_in_tmp_by_a_crash_is_replaced),
