@@ -531,6 +531,15 @@ def main():
     cfg = Config(args)
     server_names = [s.strip() for s in args.servers.split(",") if s.strip()]
     args.workdir = args.workdir.resolve()
+    stamp = args.workdir.parent / (args.workdir.name + ".deleted")
+    if stamp.exists():
+        # The previous benchmark deleted its files at the end: let ext4's
+        # window of recently deleted inodes pass (see servers.fresh_dir).
+        wait = 65 - (time.time() - stamp.stat().st_mtime)
+        if wait > 0:
+            print(f"bench: the last run deleted its files {65 - wait:.0f} s ago; waiting "
+                  f"{wait:.0f} s", file=sys.stderr)
+            time.sleep(wait)
     if args.workdir.exists() and any(args.workdir.iterdir()):
         # Left by an interrupted run: delete it, then let ext4's window of
         # recently deleted inodes pass before measuring (see servers.fresh_dir).
@@ -567,6 +576,7 @@ def main():
     finally:
         # Everything measured: now the deleting can happen.
         shutil.rmtree(args.workdir, ignore_errors=True)
+        stamp.touch()
     text, summary = table(rows, runs, cfg)
     elapsed = (datetime.datetime.now() - started).total_seconds()
 

@@ -77,6 +77,7 @@ static void deliver_batch(struct deliverer *d, struct deliver_job *jobs)
 static void *worker_main(void *arg)
 {
     struct deliverer *d = arg;
+    log_buffered(true);
     for (;;) {
         pthread_mutex_lock(&d->lock);
         while (d->head == NULL && !d->stopping)
@@ -95,8 +96,10 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&d->lock);
 
         deliver_batch(d, jobs);
+        log_flush();
         d->done(d->ctx, jobs);
     }
+    log_buffered(false);
     return NULL;
 }
 

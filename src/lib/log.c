@@ -17,6 +17,21 @@
 static const char *log_ident = "pigeon";
 static bool log_to_stderr = true;
 static enum log_level log_min = LOG_LEVEL_INFO;
+static long log_pid;
+
+/*
+ * Each thread may gather its lines and write them in one go at a point of
+ * its choosing (log_flush), so a busy daemon makes one write(2) per batch
+ * of events, not one per line.  Warnings and errors never wait.
+ */
+#define LOG_BUFFER 8192
+static __thread struct {
+    bool on;
+    size_t len;
+    char data[LOG_BUFFER];
+    time_t second; /* the second stamp[] shows */
+    char stamp[24];
+} log_tls;
 
 /* log_open - set the program name and where lines go */
 void log_open(const char *ident, bool to_stderr, enum log_level min_level)
@@ -24,11 +39,39 @@ void log_open(const char *ident, bool to_stderr, enum log_level min_level)
     log_ident = ident;
     log_to_stderr = to_stderr;
     log_min = min_level;
+    log_pid = (long)getpid();
     if (!to_stderr)
         openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
 
-/* log_line - format one line and emit it with a single write */
+/* log_forked - the process is a new one (after daemon()): its pid changed */
+void log_forked(void)
+{
+    log_pid = (long)getpid();
+}
+
+/* log_flush - write the lines this thread gathered */
+void log_flush(void)
+{
+    size_t done = 0;
+    while (done < log_tls.len) {
+        ssize_t w = write(STDERR_FILENO, log_tls.data + done, log_tls.len - done);
+        if (w <= 0)
+            break; /* nowhere to report a failed log write: the daemon goes on */
+        done += (size_t)w;
+    }
+    log_tls.len = 0;
+}
+
+/* log_buffered - gather this thread's lines until log_flush() (or not) */
+void log_buffered(bool on)
+{
+    if (!on)
+        log_flush();
+    log_tls.on = on;
+}
+
+/* log_line - format one line: into the thread's batch, or straight out */
 static void log_line(enum log_level level, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 static void log_line(enum log_level level, const char *fmt, va_list ap)
@@ -47,13 +90,16 @@ static void log_line(enum log_level level, const char *fmt, va_list ap)
     }
 
     struct timespec ts;
-    struct tm tm;
-    char line[2300];
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%ld]: %s%s%s\n",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, log_ident, (long)getpid(),
+    if (ts.tv_sec != log_tls.second || log_tls.stamp[0] == '\0') {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(log_tls.stamp, sizeof(log_tls.stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+        log_tls.second = ts.tv_sec;
+    }
+    char line[2300];
+    int n = snprintf(line, sizeof(line), "%s.%03ldZ %s[%ld]: %s%s%s\n", log_tls.stamp,
+                     ts.tv_nsec / 1000000, log_ident, log_pid ? log_pid : (long)getpid(),
                      level == LOG_LEVEL_INFO ? "" : names[level],
                      level == LOG_LEVEL_INFO ? "" : ": ", msg);
     if (n < 0)
@@ -62,7 +108,14 @@ static void log_line(enum log_level level, const char *fmt, va_list ap)
         n = sizeof(line) - 1;
         line[n - 1] = '\n';
     }
-    /* A failed log write has nowhere to be reported; the daemon goes on. */
+    if (log_tls.on && level < LOG_LEVEL_WARN) {
+        if (log_tls.len + (size_t)n > sizeof(log_tls.data))
+            log_flush();
+        memcpy(log_tls.data + log_tls.len, line, (size_t)n);
+        log_tls.len += (size_t)n;
+        return;
+    }
+    log_flush(); /* keep the order */
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);
     (void)w;
 }
@@ -84,6 +137,7 @@ LOG_FUNCTION(log_err, LOG_LEVEL_ERR)
 /* fatal - log and exit(1); only for start-up errors and broken invariants */
 void fatal(const char *fmt, ...)
 {
+    log_flush();
     va_list ap;
     va_start(ap, fmt);
     log_line(LOG_LEVEL_ERR, fmt, ap);

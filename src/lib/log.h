@@ -6,7 +6,8 @@
  *
  *     0NDUQ6J8AMH2000: from=<oleg@vbip.com>, size=112, nrcpt=2
  *
- * Safe to call from any thread: each line is written with a single write().
+ * Safe to call from any thread: each line (or each batch, see log_buffered)
+ * is written with a single write().
  * Text that came from the network must pass through log_safe() first so a
  * client cannot forge log lines with CR or LF.
  */
@@ -25,6 +26,20 @@ enum log_level {
 
 /* log_open - set the program name and where lines go */
 void log_open(const char *ident, bool to_stderr, enum log_level min_level);
+
+/* log_forked - after fork()/daemon(): the pid in each line changed */
+void log_forked(void);
+
+/*
+ * log_buffered - gather the calling thread's info and debug lines until
+ * log_flush(), so a busy thread writes a batch at a time (warnings and
+ * errors are written at once, after what was gathered).  A thread that
+ * turns this on must call log_flush() at its points of rest.
+ */
+void log_buffered(bool on);
+
+/* log_flush - write the calling thread's gathered lines */
+void log_flush(void);
 
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -907,7 +907,9 @@ static void *queue_main(void *arg)
 {
     struct queue *q = arg;
     bool stop = false;
+    log_buffered(true);
     while (!stop) {
+        log_flush(); /* before sleeping in take_inbox */
         stop = handle_items(q, take_inbox(q));
         if (!stop)
             retry_due(q);
@@ -928,6 +930,7 @@ static void *queue_main(void *arg)
             log_err("queue: journal write failed: %s", strerror(errno));
     }
     maybe_log_stats(q, true);
+    log_buffered(false);
     return NULL;
 }
 

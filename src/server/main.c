@@ -259,6 +259,7 @@ int main(int argc, char **argv)
     if (!foreground) {
         if (daemon(0, 0) < 0)
             fatal("cannot run in the background: %s", strerror(errno));
+        log_forked();
         event_reinit(srv.base);
     }
 
@@ -282,7 +283,12 @@ int main(int argc, char **argv)
     server_start(&srv);
     log_info("pigeond %s ready: configuration %s, queue %s", PIGEON_VERSION,
              cfg->path ? cfg->path : "(built-in)", cfg->queue_dir);
-    event_base_dispatch(srv.base);
+    /* One round of events at a time, so the log lines of a round go out
+     * in one write. */
+    log_buffered(true);
+    while (!srv.stopping && event_base_loop(srv.base, EVLOOP_ONCE) == 0)
+        log_flush();
+    log_buffered(false);
 
     if (!srv.stopping)
         server_stop(&srv);

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,8 @@ struct session {
     bool trusted;
     bool counted;       /* in the per-address limits (untrusted clients) */
     bool eof;           /* the client will send nothing more */
+    bool timeout_set;   /* the timeouts in force were set (see set_timeout) */
+    bool timeout_data;  /* and are those for message data */
     time_t line_since;  /* when the command line now being received began */
     time_t data_since;  /* when the current window of message data began */
     size_t data_octets; /* octets of message data in that window */
@@ -369,22 +372,38 @@ static void session_queue_event(void *arg, enum queue_msg_event ev, int error)
 
 /* ---- the connection ----------------------------------------------------------------- */
 
-/* set_timeout - the read timeout for what the engine waits for now */
+/* set_timeout - the read timeout for what the engine waits for now (set on a change only) */
 static void set_timeout(struct session *s)
 {
     const struct config_timeouts *t = &s->srv->cfg->timeouts;
-    struct timeval rtv = {smtp_server_in_message(s->smtp) ? t->data : t->command, 0};
+    bool data = smtp_server_in_message(s->smtp);
+    if (s->timeout_set && s->timeout_data == data)
+        return;
+    struct timeval rtv = {data ? t->data : t->command, 0};
     struct timeval wtv = {t->command, 0}; /* a client that stops reading our replies */
     bufferevent_set_timeouts(s->bev, &rtv, &wtv);
+    s->timeout_set = true;
+    s->timeout_data = data;
 }
 
-/* flush_output - move the engine's replies to the socket's output buffer */
+/*
+ * flush_output - send the engine's replies.  When nothing is queued on the
+ * socket yet, they go straight to it; the bufferevent (and its write
+ * event) is only for what the socket would not take at once.
+ */
 static void flush_output(struct session *s)
 {
     struct buf *out = smtp_server_output(s->smtp);
     if (out->len == 0)
         return;
-    if (bufferevent_write(s->bev, out->data, out->len) < 0)
+    size_t done = 0;
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+        ssize_t w =
+            send(bufferevent_getfd(s->bev), out->data, out->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0)
+            done = (size_t)w;
+    }
+    if (done < out->len && bufferevent_write(s->bev, out->data + done, out->len - done) < 0)
         log_err("session %llu: cannot queue output", (unsigned long long)s->id);
     smtp_server_output_sent(s->smtp);
 }

@@ -261,7 +261,7 @@ def test_command_line_dribbled_a_byte_a_second_is_cut_off_at_the_command_timeout
         assert c.closed(), "still open after 421"
     finally:
         c.close()
-    assert "not finished in 3 seconds" in d.log()
+    assert d.wait_for_log("not finished in 3 seconds", timeout=2), d.log()
     print("\ncut off after %.1f s and %d bytes" % (elapsed, sent))
 
 
@@ -302,7 +302,7 @@ def test_message_data_dribbled_a_byte_a_second_is_cut_off_at_the_data_timeout(ma
         assert c.closed(), "still open after 421"
     finally:
         c.close()
-    assert "slower than 1024 octets in 3 seconds" in d.log()
+    assert d.wait_for_log("slower than 1024 octets in 3 seconds", timeout=2), d.log()
     assert d.messages("somebody") == []
     print("\ncut off after %.1f s and %d bytes of data" % (elapsed, sent))
 
