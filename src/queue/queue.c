@@ -38,13 +38,13 @@
 #include "lib/log.h"
 #include "queue/journal.h"
 
-#define CHUNK_SIZE            (64 * 1024) /* content handed to the queue thread at a time */
-#define CHUNKS_IN_FLIGHT      2           /* per message, before the session stops reading */
-#define ROTATE_MIN            (8u << 20)  /* journal octets before a new segment */
-#define RETRY_FIRST           60          /* seconds before the first retry */
-#define RETRY_MAX             3600        /* longest wait between retries */
-#define STATS_INTERVAL        60          /* seconds between group-commit log lines */
-#define DELIVERY_SYNC_WAIT_MS 2           /* a delivery waits this long for a commit's sync */
+#define CHUNK_SIZE            (128 * 1024) /* content handed to the queue thread at a time */
+#define CHUNKS_IN_FLIGHT      2            /* per message, before the session stops reading */
+#define ROTATE_MIN            (8u << 20)   /* journal octets before a new segment */
+#define RETRY_FIRST           60           /* seconds before the first retry */
+#define RETRY_MAX             3600         /* longest wait between retries */
+#define STATS_INTERVAL        60           /* seconds between group-commit log lines */
+#define DELIVERY_SYNC_WAIT_MS 2            /* a delivery waits this long for a commit's sync */
 
 enum item_kind {
     ITEM_CHUNK,     /* loop -> queue: content; back: written */
