@@ -250,29 +250,62 @@ static void message_start(struct smtp_server *s)
     s->scan = (struct text_scan){.bol = true};
 }
 
-/* emit - pass message bytes to the host, within the size limit */
-static void emit(struct smtp_server *s, const void *p, size_t n)
+/*
+ * A run of message bytes to pass on in one piece: the lines of a message
+ * follow each other in the input, so they go to the host together, and a
+ * piece ends only where the stored form differs from what came (a dropped
+ * dot, a bare LF made CRLF) or at the end of the input.
+ */
+struct span {
+    const uint8_t *p;
+    size_t n;
+};
+
+/* span_flush - pass the pending run to the host, unless the message is lost already */
+static void span_flush(struct smtp_server *s, struct span *sp)
 {
-    /* Every octet counts against the size, refused message or not, so the
-     * verdict cannot depend on where the network happened to cut the data. */
-    if (n > s->set->max_message_size - s->msg_size) {
-        s->msg_faults |= FAULT_TOO_BIG;
-        s->msg_size = s->set->max_message_size;
-    } else {
-        s->msg_size += n;
-    }
-    if (s->msg_faults || s->write_failed)
-        return; /* the message is lost already: keep reading, store nothing */
-    if (s->ops->data_write(s->ctx, p, n) < 0)
+    if (sp->n > 0 && !s->msg_faults && !s->write_failed &&
+        s->ops->data_write(s->ctx, sp->p, sp->n) < 0)
         s->write_failed = true;
+    sp->n = 0;
+}
+
+/*
+ * span_fault - the message is refused: what came before the fault is
+ * passed on first, nothing after it.  So what the host sees never depends
+ * on where the network happened to cut the data.
+ */
+static void span_fault(struct smtp_server *s, struct span *sp, unsigned fault)
+{
+    span_flush(s, sp);
+    s->msg_faults |= fault;
+}
+
+/* span_add - count p[0..n) (stored form) against the size limit and add it to the run */
+static void span_add(struct smtp_server *s, struct span *sp, const void *p, size_t n)
+{
+    /* Every octet counts, refused message or not. */
+    if (n > s->set->max_message_size - s->msg_size) {
+        s->msg_size = s->set->max_message_size;
+        span_fault(s, sp, FAULT_TOO_BIG);
+        return;
+    }
+    s->msg_size += n;
+    if (sp->n > 0 && sp->p + sp->n == (const uint8_t *)p) {
+        sp->n += n;
+        return;
+    }
+    span_flush(s, sp);
+    sp->p = p;
+    sp->n = n;
 }
 
 /* line_add - count octets of the current line against the text line limit */
-static void line_add(struct smtp_server *s, size_t n)
+static void line_add(struct smtp_server *s, struct span *sp, size_t n)
 {
     s->scan.line += n;
     if (s->scan.line > s->set->max_text_line)
-        s->msg_faults |= FAULT_LONG_LINE;
+        span_fault(s, sp, FAULT_LONG_LINE);
 }
 
 /*
@@ -285,20 +318,22 @@ static void line_add(struct smtp_server *s, size_t n)
 static size_t scan_text(struct smtp_server *s, const uint8_t *p, size_t n, bool dots, bool *end)
 {
     struct text_scan *t = &s->scan;
+    struct span sp = {NULL, 0};
     size_t i = 0;
 
     while (i < n) {
         if (t->dot_cr) {
             t->dot_cr = false;
             if (p[i] == '\n') {
+                span_flush(s, &sp);
                 *end = true;
                 return i + 1;
             }
             /* ".\r" and then not LF: the dot was stuffing, the CR is bare. */
             if (!s->lf_ok)
-                s->msg_faults |= FAULT_BARE_CR;
-            emit(s, "\r", 1);
-            line_add(s, 1);
+                span_fault(s, &sp, FAULT_BARE_CR);
+            span_add(s, &sp, "\r", 1);
+            line_add(s, &sp, 1);
             continue;
         }
         if (t->dot) {
@@ -310,12 +345,13 @@ static size_t scan_text(struct smtp_server *s, const uint8_t *p, size_t n, bool 
             }
             if (p[i] == '\n') {
                 if (s->lf_ok) {
+                    span_flush(s, &sp);
                     *end = true;
                     return i + 1;
                 }
                 /* For everyone else ".\n" is neither an end nor a line end. */
-                s->msg_faults |= FAULT_BARE_LF;
-                line_add(s, 1);
+                span_fault(s, &sp, FAULT_BARE_LF);
+                line_add(s, &sp, 1);
                 i++;
                 continue;
             }
@@ -338,34 +374,36 @@ static size_t scan_text(struct smtp_server *s, const uint8_t *p, size_t n, bool 
         if (!s->lf_ok) {
             /* A CR is bare unless an LF follows it at once (RFC 5321 §2.3.8). */
             if ((carried_cr && seg > 0) || (seg > 1 && memchr(p + i, '\r', seg - 1) != NULL))
-                s->msg_faults |= FAULT_BARE_CR;
+                span_fault(s, &sp, FAULT_BARE_CR);
         }
         t->cr = seg > 0 ? p[stop - 1] == '\r' : carried_cr;
-        line_add(s, seg);
+        line_add(s, &sp, seg);
         if (lf == NULL) {
-            emit(s, p + i, seg);
+            span_add(s, &sp, p + i, seg);
+            span_flush(s, &sp);
             return n;
         }
         if (t->cr) {
-            emit(s, p + i, seg + 1);
-            line_add(s, 1);
+            span_add(s, &sp, p + i, seg + 1);
+            line_add(s, &sp, 1);
             t->bol = true;
         } else if (s->lf_ok) {
             /* A trusted client's bare LF is a line end, stored as CRLF. */
-            emit(s, p + i, seg);
-            emit(s, "\r\n", 2);
-            line_add(s, 2);
+            span_add(s, &sp, p + i, seg);
+            span_add(s, &sp, "\r\n", 2);
+            line_add(s, &sp, 2);
             t->bol = true;
         } else {
             /* Not a line end: only CRLF "." CRLF may end this client's data.
              * The octets before it still count (the message is refused; see emit). */
-            s->msg_faults |= FAULT_BARE_LF;
-            emit(s, p + i, seg);
-            line_add(s, 1);
+            span_fault(s, &sp, FAULT_BARE_LF);
+            span_add(s, &sp, p + i, seg);
+            line_add(s, &sp, 1);
         }
         t->cr = false;
         i = stop + 1;
     }
+    span_flush(s, &sp);
     return i;
 }
 
@@ -454,7 +492,9 @@ static size_t feed_chunk(struct smtp_server *s, const uint8_t *p, size_t n)
     size_t take = n < s->chunk_left ? n : (size_t)s->chunk_left;
     if (s->chunk_refusal_text == NULL) {
         if (s->body == SMTP_BODY_BINARYMIME) {
-            emit(s, p, take); /* RFC 3030 §3: binary, passed on untouched */
+            struct span sp = {NULL, 0}; /* RFC 3030 §3: binary, passed on untouched */
+            span_add(s, &sp, p, take);
+            span_flush(s, &sp);
         } else {
             bool end = false;
             scan_text(s, p, take, false, &end);
