@@ -47,15 +47,6 @@ enum {
     TAG_RCPT_STATE = 38,
 };
 
-/* AddressSanitizer makes every realloc() copy (see the recipient-limit test). */
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-
 #define TEST_ID    "0NDUQ6J8AMH200"
 #define OUT_LIMIT  (64u * 1024 * 1024)
 #define FIELD_HEAD 5
@@ -672,11 +663,7 @@ static void test_repeated_integer_fields_are_refused(void **state)
         envelope_free(&e);
         buf_free(&b);
     }
-    if (accepted > 0)
-        /* BUG: envelope_decode() refuses a repeated ID or string field but
-         * takes the last of a repeated integer field (ARRIVAL, SIZE, TRACE,
-         * BODY, RET, UTF8, NOTIFY, ROUTE, STATE). */
-        skip();
+    /* A second STATE must not undo a delivery, nor any field change another. */
     assert_int_equal(accepted, 0);
 }
 
@@ -919,11 +906,6 @@ static void test_oversize_strings_are_refused(void **state)
 static void test_more_recipients_than_the_limit_are_refused(void **state)
 {
     (void)state;
-#ifdef UNDER_ASAN
-    /* envelope_add_rcpt() grows the array by one recipient per call; under
-     * ASan each realloc() copies it, so 100,000 recipients take minutes. */
-    skip();
-#endif
     struct buf b = minimal(OMIT_RCPT);
     for (size_t i = 0; i < ENVELOPE_RCPT_MAX; i++)
         put_relay_rcpt(&b, "r");

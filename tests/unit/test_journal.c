@@ -935,17 +935,8 @@ static void test_names_the_journal_never_writes_are_strangers(void **state)
     struct journal_reader r = reader_for(&s);
     char err[512] = "";
     struct journal *j = journal_open(sp->dir, &r, err, sizeof(err));
-    bool wrong = j == NULL || s.nrec != 1;
-    if (wrong) {
-        print_message("journal_open: %s; %zu records\n", j ? "ok" : err, s.nrec);
-        journal_close(j);
-        seen_reset(&s);
-        /* BUG: segment_seq() accepts any name strtoull(…, 16) reads to 16 characters, so
-         * a stray "000000000000000A.journal" makes journal_open() fail ("cannot read":
-         * it opens the lower-case name) and "0x00000000000001.journal" makes segment 1
-         * be read twice. */
-        skip();
-    }
+    if (j == NULL)
+        print_message("journal_open: %s\n", err);
     assert_non_null(j);
     assert_int_equal(s.nrec, 1);
     assert_seen(&s, 0, JOURNAL_MSG, "the one real record");
