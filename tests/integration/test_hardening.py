@@ -323,6 +323,11 @@ def test_slow_but_steady_message_data_is_not_cut_off(make_pigeond):
     assert len(d.wait_for_messages("somebody", 1)) == 1
 
 
+# Under AddressSanitizer (scripts/test sets PIGEON_SANITIZED) freed memory
+# sits in a quarantine before reuse, so resident memory says little about
+# what pigeond holds: the limits are looser there, the behaviour the same.
+MEMORY_SLACK = 4 if os.environ.get("PIGEON_SANITIZED") else 1
+
 SLOW_CLIENTS = 1000
 
 
@@ -378,7 +383,7 @@ def test_a_thousand_slow_clients_neither_starve_another_nor_cost_unbounded_memor
           "%.1f KB a session); the ordinary message took %.3f s"
           % (SLOW_CLIENTS, before / 1024, peak[0] / 1024, growth,
              (peak[0] - before) / SLOW_CLIENTS, took))
-    assert growth < 100, "pigeond grew by %.1f MB" % growth
+    assert growth < 100 * MEMORY_SLACK, "pigeond grew by %.1f MB" % growth
     assert d.proc.poll() is None
 
 
@@ -434,7 +439,7 @@ def test_pipelining_without_reading_stalls_the_client_not_pigeond_memory(make_pi
     growth = (peak - before) / 1024
     print("\npipelined %.1f MB of NOOP before the client stalled; pigeond RSS %.1f MB before, "
           "%.1f MB at most (+%.1f MB)" % (sent / 2**20, before / 1024, peak / 1024, growth))
-    assert growth < 20, "pigeond grew by %.1f MB" % growth
+    assert growth < 20 * MEMORY_SLACK, "pigeond grew by %.1f MB" % growth
     assert d.proc.poll() is None
 
 
