@@ -144,35 +144,3 @@ void fatal(const char *fmt, ...)
     va_end(ap);
     exit(1);
 }
-
-/* log_safe - copy network bytes into out as printable text (see log.h) */
-char *log_safe(char *out, size_t outsize, const void *p, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *s = p;
-    size_t o = 0;
-
-    if (outsize == 0)
-        return out;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = s[i];
-        size_t need = (c < 0x20 || c == 0x7f || c == '\\') ? 4 : 1;
-        if (o + need + 4 > outsize) {
-            if (o + 4 <= outsize) {
-                memcpy(out + o, "...", 3);
-                o += 3;
-            }
-            break;
-        }
-        if (need == 4) {
-            out[o++] = '\\';
-            out[o++] = 'x';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    out[o] = '\0';
-    return out;
-}

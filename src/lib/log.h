@@ -8,8 +8,9 @@
  *
  * Safe to call from any thread: each line (or each batch, see log_buffered)
  * is written with a single write().
- * Text that came from the network must pass through log_safe() first so a
- * client cannot forge log lines with CR or LF.
+ * Text from the network reaches a log line only after a parser has refused
+ * control characters in it (HELO names, addresses), so a client cannot forge
+ * log lines with CR or LF.
  */
 #ifndef PIGEON_LIB_LOG_H
 #define PIGEON_LIB_LOG_H
@@ -48,12 +49,5 @@ void log_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* fatal - log and exit(1); only for start-up errors and broken invariants */
 _Noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/*
- * log_safe - copy network bytes into out as printable text: control bytes
- * and backslashes become \xNN; the result is always NUL-terminated and
- * truncated (with "...") to fit outsize.  Returns out.
- */
-char *log_safe(char *out, size_t outsize, const void *p, size_t n);
 
 #endif

@@ -1088,15 +1088,6 @@ bool queue_full(const struct queue *q)
     return q->set.max_messages > 0 && atomic_load(&q->queued) >= q->set.max_messages;
 }
 
-/* queue_get_stats - a snapshot */
-void queue_get_stats(const struct queue *q, struct queue_stats *out)
-{
-    out->committed = atomic_load(&q->committed);
-    out->syncs = atomic_load(&q->syncs);
-    out->delivered = atomic_load(&q->delivered);
-    out->queued = atomic_load(&q->queued);
-}
-
 /* ---- recovery ------------------------------------------------------------------------ */
 
 /* A map from queue id to message, used only while the journal is replayed. */

@@ -85,15 +85,4 @@ void queue_msg_abort(struct queue_msg *m);
 /* queue_msg_detach - the session is gone: the commit goes on, with no callback */
 void queue_msg_detach(struct queue_msg *m);
 
-/* Group commit figures, for the log and the tests. */
-struct queue_stats {
-    uint64_t committed; /* messages made durable */
-    uint64_t syncs;     /* syncs that did it */
-    uint64_t delivered; /* recipients delivered */
-    uint64_t queued;    /* messages in the queue now */
-};
-
-/* queue_get_stats - a snapshot (any thread) */
-void queue_get_stats(const struct queue *q, struct queue_stats *out);
-
 #endif
