@@ -1092,7 +1092,6 @@ bool queue_full(const struct queue *q)
 
 /* A map from queue id to message, used only while the journal is replayed. */
 struct recovery {
-    struct queue *q;
     struct qmsg **slots;
     size_t cap, used;
     bool damaged;
@@ -1252,7 +1251,7 @@ static void scan_content(struct queue *q, struct recovery *r)
 /* recover - replay the journal and rebuild the live list */
 static int recover(struct queue *q, char *err, size_t errsize)
 {
-    struct recovery r = {.q = q};
+    struct recovery r = {0};
     struct journal_reader reader = {&r, recovery_record, recovery_damaged};
     q->journal = journal_open(q->dir, &reader, err, errsize);
     if (q->journal == NULL) {
