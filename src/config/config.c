@@ -766,6 +766,8 @@ static const struct config_limit_spec config_limit_specs[] = {
      UINT_MAX},
     {"connections-per-minute", CONFIG_SETTING_LIMIT_CONNECTIONS_PER_MINUTE, CONFIG_VALUE_NUMBER, 0,
      "0", UINT_MAX},
+    {"connections-per-minute-total", CONFIG_SETTING_LIMIT_CONNECTIONS_PER_MINUTE_TOTAL,
+     CONFIG_VALUE_NUMBER, 0, "0", UINT_MAX},
     {"queue-size", CONFIG_SETTING_LIMIT_QUEUE_SIZE, CONFIG_VALUE_NUMBER, 0, "0", UINT64_MAX},
 };
 
@@ -804,6 +806,9 @@ static void config_store(struct config *cfg, enum config_setting setting, uint64
         break;
     case CONFIG_SETTING_LIMIT_CONNECTIONS_PER_MINUTE:
         cfg->limits.connections_per_minute = (unsigned)v;
+        break;
+    case CONFIG_SETTING_LIMIT_CONNECTIONS_PER_MINUTE_TOTAL:
+        cfg->limits.connections_per_minute_total = (unsigned)v;
         break;
     case CONFIG_SETTING_LIMIT_QUEUE_SIZE:
         cfg->limits.queue_size = v;
@@ -984,6 +989,7 @@ static struct config *config_new(void)
         .sessions = 16384,
         .sessions_per_client = 50,
         .connections_per_minute = 300,
+        .connections_per_minute_total = 60000,
         .queue_size = 100000,
     };
     cfg->timeouts = (struct config_timeouts){.command = 300, .data = 300};

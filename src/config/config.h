@@ -133,6 +133,8 @@ struct config_limits {
     unsigned sessions_per_client;    /* "limit sessions-per-client" */
     unsigned connections_per_minute; /* "limit connections-per-minute", per client address */
     uint64_t queue_size;             /* "limit queue-size": messages in the queue */
+    /* "limit connections-per-minute-total": all untrusted clients together */
+    unsigned connections_per_minute_total;
 };
 
 struct config_timeouts {

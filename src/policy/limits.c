@@ -1,5 +1,6 @@
 /*
- * limits.c - per-address session and connection-rate limits (see limits.h).
+ * limits.c - per-address and total session and connection-rate limits (see
+ * limits.h).
  *
  * Open addressing with linear probing.  Entries are never deleted one by
  * one; when the table is half full, it is rebuilt without the addresses
@@ -14,17 +15,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A token bucket: a minute's worth of connections at once, then a steady refill. */
+struct bucket {
+    double tokens; /* connections allowed right now */
+    double last;   /* when tokens was last brought up to date */
+};
+
 struct client_entry {
     uint8_t addr[16];
     bool used;
     unsigned sessions;
-    double tokens; /* connections allowed right now */
-    double last;   /* when tokens was last brought up to date */
+    struct bucket rate;
 };
 
 struct client_limits {
     unsigned per_client;
     unsigned per_minute;
+    unsigned per_minute_total;
+    struct bucket total; /* shared by every address */
     struct client_entry *slots;
     size_t cap; /* a power of two */
     size_t used;
@@ -64,24 +72,24 @@ static struct client_entry *find(struct client_limits *l, const uint8_t key[16])
     return &l->slots[i];
 }
 
-/* refill - bring an entry's token bucket up to now */
-static void refill(const struct client_limits *l, struct client_entry *e, double now)
+/* refill - bring a bucket of per_minute connections a minute up to now */
+static void refill(struct bucket *b, unsigned per_minute, double now)
 {
-    if (l->per_minute == 0)
+    if (per_minute == 0)
         return;
-    double cap = (double)l->per_minute;
-    if (now > e->last)
-        e->tokens += (now - e->last) * cap / 60.0;
-    if (e->tokens > cap)
-        e->tokens = cap;
-    e->last = now;
+    double cap = (double)per_minute;
+    if (now > b->last)
+        b->tokens += (now - b->last) * cap / 60.0;
+    if (b->tokens > cap)
+        b->tokens = cap;
+    b->last = now;
 }
 
 /* idle - nothing worth remembering about an entry */
 static bool idle(const struct client_limits *l, struct client_entry *e, double now)
 {
-    refill(l, e, now);
-    return e->sessions == 0 && (l->per_minute == 0 || e->tokens >= (double)l->per_minute);
+    refill(&e->rate, l->per_minute, now);
+    return e->sessions == 0 && (l->per_minute == 0 || e->rate.tokens >= (double)l->per_minute);
 }
 
 /* rebuild - a table of size cap holding only the entries that matter */
@@ -124,13 +132,19 @@ static bool make_room(struct client_limits *l, double now)
 
 /* client_limits_new - a table */
 struct client_limits *client_limits_new(unsigned sessions_per_client,
-                                        unsigned connections_per_minute)
+                                        unsigned connections_per_minute,
+                                        unsigned connections_per_minute_total)
 {
     struct client_limits *l = calloc(1, sizeof(*l));
     if (l == NULL)
         return NULL;
     l->per_client = sessions_per_client;
     l->per_minute = connections_per_minute;
+    l->per_minute_total = connections_per_minute_total;
+    /* Full from the start, like a new address's bucket; its clock starts at
+     * the first connection. */
+    l->total.tokens = (double)connections_per_minute_total;
+    l->total.last = -1.0;
     l->cap = 256;
     l->slots = calloc(l->cap, sizeof(*l->slots));
     if (l->slots == NULL) {
@@ -164,18 +178,25 @@ enum client_verdict client_limits_connect(struct client_limits *l, const struct 
         memcpy(e->addr, key, 16);
         e->used = true;
         e->sessions = 0;
-        e->tokens = (double)l->per_minute;
-        e->last = now;
+        e->rate.tokens = (double)l->per_minute;
+        e->rate.last = now;
         l->used++;
     }
-    refill(l, e, now);
+    refill(&e->rate, l->per_minute, now);
     if (l->per_client != 0 && e->sessions >= l->per_client)
         return CLIENT_TOO_MANY_SESSIONS;
-    if (l->per_minute != 0) {
-        if (e->tokens < 1.0)
-            return CLIENT_TOO_FAST;
-        e->tokens -= 1.0;
+    if (l->per_minute != 0 && e->rate.tokens < 1.0)
+        return CLIENT_TOO_FAST;
+    if (l->per_minute_total != 0) {
+        if (l->total.last < 0)
+            l->total.last = now;
+        refill(&l->total, l->per_minute_total, now);
+        if (l->total.tokens < 1.0)
+            return CLIENT_ALL_TOO_FAST;
+        l->total.tokens -= 1.0;
     }
+    if (l->per_minute != 0)
+        e->rate.tokens -= 1.0;
     e->sessions++;
     return CLIENT_OK;
 }

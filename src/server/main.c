@@ -248,7 +248,8 @@ int main(int argc, char **argv)
         fatal("cannot create the event loop");
     srv.smtp = smtp_settings(cfg);
     srv.clients =
-        client_limits_new(cfg->limits.sessions_per_client, cfg->limits.connections_per_minute);
+        client_limits_new(cfg->limits.sessions_per_client, cfg->limits.connections_per_minute,
+                          cfg->limits.connections_per_minute_total);
     if (srv.clients == NULL)
         fatal("out of memory");
     raise_fd_limit(cfg);

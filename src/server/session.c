@@ -650,6 +650,10 @@ static bool admit(struct server *srv, int fd, const struct sockaddr *addr, const
         log_warn("refused a connection from %s: limit connections-per-minute", text);
         refuse_connection(fd, "Too many connections per minute from your address, slow down");
         return false;
+    case CLIENT_ALL_TOO_FAST:
+        log_warn("refused a connection from %s: limit connections-per-minute-total", text);
+        refuse_connection(fd, "Too many connections, try again later");
+        return false;
     case CLIENT_TOO_MANY_CLIENTS:
         log_warn("refused a connection from %s: too many client addresses tracked", text);
         refuse_connection(fd, "Too busy, try again later");

@@ -192,6 +192,32 @@ def test_client_over_connections_per_minute_is_refused_until_its_bucket_refills(
     assert d.log().count("limit connections-per-minute") == 2
 
 
+def test_connections_per_minute_total_is_shared_by_all_untrusted_addresses(make_pigeond):
+    # 20 a minute from all untrusted addresses together: a burst of 20, then
+    # one more every 3 seconds.  127.0.0.1 (the harness's probe) is trusted.
+    d = make_pigeond(trusted="127.0.0.1/32", limits={"connections-per-minute-total": 20})
+    started = time.time()
+    for i in range(20):
+        with greeted(d.port, "127.0.0.%d" % (10 + i)) as c:
+            assert c.cmd(b"QUIT\r\n")[0] == 221
+    assert time.time() - started < 2.5, "the burst itself took too long to test the rate"
+    # Anybody else now, an address never seen before included.
+    data = assert_refused(d.port, "127.0.0.50")
+    assert data == b"421 4.7.0 Too many connections, try again later\r\n"
+    assert_refused(d.port, "127.0.0.10")
+    # Trusted clients are not counted, nor refused.
+    with greeted(d.port, "127.0.0.1") as c:
+        assert c.cmd(b"QUIT\r\n")[0] == 221
+    # After 3 s (one token) one more untrusted session, whoever it is; refusals cost nothing.
+    time.sleep(max(0.0, started + 3.3 - time.time()))
+    c = admitted_soon(d.port, "127.0.0.51", timeout=2)
+    assert c is not None, d.log()[-2000:]
+    assert_refused(d.port, "127.0.0.52")
+    c.close()
+    assert d.log().count("limit connections-per-minute-total") == 3
+    assert d.proc.poll() is None
+
+
 def test_trusted_clients_are_exempt_from_per_client_limits_but_not_from_sessions(make_pigeond):
     # 127.0.0.1 trusted, 127.0.0.2 not; at most 6 sessions overall, 2 per client.
     d = make_pigeond(trusted="127.0.0.1/32",

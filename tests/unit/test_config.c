@@ -272,6 +272,7 @@ static void test_default_config_settings_limits_and_timeouts(void **state)
     assert_int_equal(f->cfg->limits.sessions, 16384);
     assert_int_equal(f->cfg->limits.sessions_per_client, 50);
     assert_int_equal(f->cfg->limits.connections_per_minute, 300);
+    assert_int_equal(f->cfg->limits.connections_per_minute_total, 60000);
     assert_int_equal(f->cfg->limits.queue_size, 100000);
     assert_int_equal(f->cfg->timeouts.command, 300);
     assert_int_equal(f->cfg->timeouts.data, 300);
@@ -310,6 +311,7 @@ static void test_file_with_only_a_listener_gets_every_default(void **state)
     assert_int_equal(cfg->limits.sessions, 16384);
     assert_int_equal(cfg->limits.sessions_per_client, 50);
     assert_int_equal(cfg->limits.connections_per_minute, 300);
+    assert_int_equal(cfg->limits.connections_per_minute_total, 60000);
     assert_int_equal(cfg->limits.queue_size, 100000);
     assert_int_equal(cfg->timeouts.command, 300);
     assert_int_equal(cfg->timeouts.data, 300);
@@ -558,6 +560,7 @@ static void test_every_limit_and_timeout_is_stored(void **state)
                                            "limit sessions 500\n"
                                            "limit sessions-per-client 10\n"
                                            "limit connections-per-minute 60\n"
+                                           "limit connections-per-minute-total 600\n"
                                            "limit queue-size 100000\n"
                                            "timeout command 1s\n"
                                            "timeout data 10m\n");
@@ -570,6 +573,7 @@ static void test_every_limit_and_timeout_is_stored(void **state)
     assert_int_equal(cfg->limits.sessions, 500);
     assert_int_equal(cfg->limits.sessions_per_client, 10);
     assert_int_equal(cfg->limits.connections_per_minute, 60);
+    assert_int_equal(cfg->limits.connections_per_minute_total, 600);
     assert_int_equal(cfg->limits.queue_size, 100000);
     assert_int_equal(cfg->timeouts.command, 1);
     assert_int_equal(cfg->timeouts.data, 600);
@@ -657,7 +661,7 @@ static void test_unknown_limit_and_timeout_are_rejected(void **state)
     assert_load_error(f, LISTEN "limit bananas 5\n", 2,
                       "unknown limit \"bananas\" (known: command-line, text-line, recipients, "
                       "message-size, errors, sessions, sessions-per-client, "
-                      "connections-per-minute, queue-size)");
+                      "connections-per-minute, connections-per-minute-total, queue-size)");
     assert_load_error(f, LISTEN "timeout helo 5\n", 2,
                       "unknown timeout \"helo\" (known: command, data)");
 }
