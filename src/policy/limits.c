@@ -141,10 +141,7 @@ struct client_limits *client_limits_new(unsigned sessions_per_client,
     l->per_client = sessions_per_client;
     l->per_minute = connections_per_minute;
     l->per_minute_total = connections_per_minute_total;
-    /* Full from the start, like a new address's bucket; its clock starts at
-     * the first connection. */
-    l->total.tokens = (double)connections_per_minute_total;
-    l->total.last = -1.0;
+    l->total.tokens = (double)connections_per_minute_total; /* full, as for a new address */
     l->cap = 256;
     l->slots = calloc(l->cap, sizeof(*l->slots));
     if (l->slots == NULL) {
@@ -188,8 +185,6 @@ enum client_verdict client_limits_connect(struct client_limits *l, const struct 
     if (l->per_minute != 0 && e->rate.tokens < 1.0)
         return CLIENT_TOO_FAST;
     if (l->per_minute_total != 0) {
-        if (l->total.last < 0)
-            l->total.last = now;
         refill(&l->total, l->per_minute_total, now);
         if (l->total.tokens < 1.0)
             return CLIENT_ALL_TOO_FAST;
