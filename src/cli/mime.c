@@ -885,6 +885,10 @@ struct addr_state {
     struct buf plain; /* the tokens outside angle brackets, joined */
     struct buf angle; /* the tokens inside them */
     bool in_angle, had_angle;
+    /* Two words in a row, with no "." or "@" between them: a phrase such as
+     * a display name, which is not an address unless angle brackets follow. */
+    bool plain_phrase, angle_phrase;
+    bool after_word; /* the last token was a word */
     int (*found)(void *, const char *);
     void *ctx;
 };
@@ -893,7 +897,7 @@ struct addr_state {
 static bool addr_valid(const char *a, size_t n)
 {
     if (memchr(a, '@', n) == NULL)
-        return smtp_local_is_dot_string(a, n, true);
+        return n <= SMTP_LOCAL_MAX && smtp_local_is_dot_string(a, n, true);
     struct smtp_path path;
     size_t used;
     return smtp_path_parse(a, n, SMTP_PATH_ALLOW_UTF8 | SMTP_PATH_ALLOW_BARE, &path, &used) ==
@@ -905,12 +909,13 @@ static bool addr_valid(const char *a, size_t n)
 static int addr_emit(struct addr_state *st)
 {
     struct buf *b = st->had_angle ? &st->angle : &st->plain;
+    bool phrase = st->had_angle ? st->angle_phrase : st->plain_phrase;
     int rc = 0;
     /* What comes out goes into "RCPT TO:<...>", so it must be an address by
      * RFC 5321's rules (or a bare local name, which becomes name@localhost);
      * otherwise the whole list is refused rather than a recipient quietly
-     * changed. */
-    if (b->len > 0 && !addr_valid((const char *)b->data, b->len))
+     * changed.  "John Smith" alone is a name, not the address JohnSmith. */
+    if (b->len > 0 && (phrase || !addr_valid((const char *)b->data, b->len)))
         rc = MIME_BAD_ADDRESS;
     if (rc == 0 && b->len > 0) {
         if (buf_append_byte(b, '\0') < 0)
@@ -921,6 +926,7 @@ static int addr_emit(struct addr_state *st)
     buf_clear(&st->plain);
     buf_clear(&st->angle);
     st->in_angle = st->had_angle = false;
+    st->plain_phrase = st->angle_phrase = false;
     return rc;
 }
 
@@ -936,13 +942,18 @@ int mime_addresses(const char *value, int (*found)(void *ctx, const char *addr),
     while (rc == 0 && (t = addr_next(&lx)) != ADDR_END) {
         struct buf *cur = st.in_angle ? &st.angle : &st.plain;
         if (t == ADDR_WORD) {
+            if (st.after_word)
+                *(st.in_angle ? &st.angle_phrase : &st.plain_phrase) = true;
+            st.after_word = true;
             if (buf_append(cur, lx.word, lx.word_len) < 0)
                 rc = -1;
             continue;
         }
+        st.after_word = false;
         switch (lx.special) {
         case '<':
             buf_clear(&st.angle);
+            st.angle_phrase = false;
             st.in_angle = true;
             break;
         case '>':
@@ -952,10 +963,13 @@ int mime_addresses(const char *value, int (*found)(void *ctx, const char *addr),
         case ':':
             /* In angle brackets it ends an obsolete route (@a,@b:user@c, RFC 5322 §4.4);
              * outside, the words before it were a group's name. */
-            if (st.in_angle)
+            if (st.in_angle) {
                 buf_clear(&st.angle);
-            else
+                st.angle_phrase = false;
+            } else {
                 buf_clear(&st.plain);
+                st.plain_phrase = false;
+            }
             break;
         case ',':
             if (!st.in_angle)

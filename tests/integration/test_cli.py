@@ -416,6 +416,31 @@ def test_sendmail_t_with_a_field_that_is_not_an_address_keeps_the_message(pigeon
     assert "from=<" not in pigeond.log()  # no transaction was even started
 
 
+@pytest.mark.parametrize("field", [
+    b"To: John Smith",                        # a name, not the address "JohnSmith"
+    b"To: somebody@localhost other@localhost",  # two addresses need a comma
+    b"To: <john smith@localhost>",
+    b"To: " + b"a" * 65,                      # a local part has at most 64 octets
+])
+def test_sendmail_t_refuses_a_name_or_an_overlong_local_part(pigeond, sendmail, home, field):
+    r = pigeon("-t", program=sendmail, input=field + b"\nSubject: s\n\nx\n",
+               env={"HOME": str(home), "PIGEON_SERVER": "127.0.0.1:%d" % pigeond.port})
+    assert r.returncode == EX_DATAERR, r.stderr
+    assert b"not an address" in r.stderr
+    assert b"Subject: s" in (home / "dead.letter").read_bytes()
+    assert "from=<" not in pigeond.log()
+
+
+def test_sendmail_t_accepts_names_beside_addresses(pigeond, sendmail, home):
+    field = (b'To: John Smith <somebody@localhost>, "Other, The" <other@localhost>,\n'
+             b" third . party @ localhost (obsolete spacing), a" + b"b" * 63 + b"\n")
+    r = pigeon("-t", program=sendmail, input=field + b"Subject: s\n\nx\n",
+               env={"HOME": str(home), "PIGEON_SERVER": "127.0.0.1:%d" % pigeond.port})
+    assert r.returncode == 0, r.stderr
+    for user in ("somebody", "other", "third.party", "a" + "b" * 63):
+        assert len(pigeond.wait_for_messages(user, 1)) == 1, (user, pigeond.log())
+
+
 def test_sendmail_argument_that_is_not_an_address_is_a_usage_error(sendmail, home):
     r = pigeon("a@@b", program=sendmail, input=b"Subject: s\n\nx\n",
                env={"HOME": str(home), "PIGEON_SERVER": "127.0.0.1:%d" % closed_port()})
