@@ -76,12 +76,14 @@ class Pigeond:
         self.proc = None
 
     def start(self, timeout=30):
+        # Counted before the start: a quick pigeond may say "ready" before
+        # Popen returns, and a count taken after would wait for a second one.
+        ready_before = self.log().count(" ready: ")
         log = open(self.logfile, "ab")
         self.proc = subprocess.Popen([PIGEOND, "-d", "-f", str(self.conf)], cwd=self.dir,
                                      stdout=log, stderr=log)
         log.close()
         deadline = time.time() + timeout
-        ready_before = self.log().count(" ready: ")
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("pigeond exited with %s:\n%s" % (self.proc.returncode, self.log()))
@@ -94,7 +96,26 @@ class Pigeond:
                 except OSError:
                     pass
             time.sleep(0.05)
-        raise RuntimeError("pigeond did not start listening:\n" + self.log())
+        raise RuntimeError("pigeond did not start listening:\n" + self.log() + self.diagnosis())
+
+    def diagnosis(self):
+        """What pigeond's threads are doing, and the sockets on its port: for failures."""
+        lines = []
+        try:
+            for t in sorted(os.listdir("/proc/%d/task" % self.proc.pid)):
+                base = "/proc/%d/task/%s/" % (self.proc.pid, t)
+                state = open(base + "stat").read().rsplit(")", 1)[1].split()[0]
+                wchan = open(base + "wchan").read()
+                lines.append("thread %s: state %s, waiting in %s" % (t, state, wchan or "-"))
+        except OSError as e:
+            lines.append("threads: %s" % e)
+        try:
+            r = subprocess.run(["ss", "-tanpi", "( sport = :%d or dport = :%d )"
+                                % (self.port, self.port)], capture_output=True, text=True)
+            lines.append(r.stdout + r.stderr)
+        except OSError as e:
+            lines.append("ss: %s" % e)
+        return "\n--- diagnosis ---\n" + "\n".join(lines)
 
     def stop(self, timeout=10):
         """SIGTERM, and wait; returns the exit status."""
