@@ -260,11 +260,7 @@ def measure_idle(server, cfg, n):
         through = server.delivered()
     finally:
         holder.stdin.close()
-        try:
-            holder.wait(60)
-        except subprocess.TimeoutExpired:
-            holder.kill()
-            holder.wait()
+        servers.reap(holder, 60)
     ready = opened["ready"]
     per_session = (held["pss"] - base["pss"]) / ready if ready else 0
     cg_delta = (held["cgroup"] - base["cgroup"]) if held["cgroup"] is not None else None

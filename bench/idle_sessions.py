@@ -28,6 +28,8 @@ import resource
 import sys
 import time
 
+from smtp_reply import read_reply
+
 
 def raise_nofile(n):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -38,16 +40,6 @@ def raise_nofile(n):
         except (ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-async def read_reply(reader):
-    """One SMTP reply, all its lines; returns the code of the last line."""
-    while True:
-        line = await reader.readline()
-        if not line:
-            raise ConnectionError("closed")
-        if line[3:4] != b"-":
-            return line[:3]
 
 
 async def open_session(port, source, gate, timeout):

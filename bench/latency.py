@@ -21,15 +21,7 @@ import json
 import math
 import time
 
-
-async def read_reply(reader):
-    """One SMTP reply; returns the code of its last line."""
-    while True:
-        line = await reader.readline()
-        if not line:
-            raise ConnectionError("connection closed")
-        if line[3:4] != b"-":
-            return line[:3]
+from smtp_reply import read_reply
 
 
 async def expect(reader, code):

@@ -339,11 +339,7 @@ class Pigeond(Server):
     def stop(self):
         if self.proc and self.proc.poll() is None:
             os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            reap(self.proc, 30)
         if self.acct:
             self.acct.remove()
 
@@ -504,11 +500,7 @@ smtpd_client_connection_rate_limit = 0
             while pid_alive(self.master) and time.monotonic() < deadline:
                 time.sleep(0.05)
         if self.tracer is not None:
-            try:
-                self.tracer.wait(30)
-            except subprocess.TimeoutExpired:
-                self.tracer.kill()
-                self.tracer.wait()
+            reap(self.tracer, 30)
         if self.acct:
             self.acct.remove()
 
@@ -528,6 +520,15 @@ def traced_child(tracer_pid, timeout=10):
             return min(children)
         time.sleep(0.01)
     raise RuntimeError(f"process {tracer_pid} started no child")
+
+
+def reap(proc, timeout):
+    """Wait for a child that was told to end; kill it if it takes longer than timeout."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def pid_alive(pid):

@@ -851,8 +851,9 @@ static struct item *take_inbox(struct queue *q)
     return items;
 }
 
-/* handle_items - one round of work; returns true when told to stop */
-static bool handle_items(struct queue *q, struct item *items)
+/* handle_items - one round of work (final: the last one, at shutdown);
+ * returns true when told to stop */
+static bool handle_items(struct queue *q, struct item *items, bool final)
 {
     struct item *commits = NULL, **ctail = &commits;
     bool stop = false;
@@ -893,7 +894,7 @@ static bool handle_items(struct queue *q, struct item *items)
     /* Deliveries ride on a commit's sync; alone, only once they have waited
      * long enough for one (or when stopping). */
     if (commits != NULL ||
-        (q->unsynced != NULL && (stop || unsynced_age_ms(q) >= DELIVERY_SYNC_WAIT_MS)))
+        (q->unsynced != NULL && (stop || final || unsynced_age_ms(q) >= DELIVERY_SYNC_WAIT_MS)))
         commit_batch(q, commits);
     /* Records made since (delivery progress) go to the file now, unsynced:
      * a later sync covers them, and until then redelivery is idempotent. */
@@ -910,7 +911,7 @@ static void *queue_main(void *arg)
     log_buffered(true);
     while (!stop) {
         log_flush(); /* before sleeping in take_inbox */
-        stop = handle_items(q, take_inbox(q));
+        stop = handle_items(q, take_inbox(q), false);
         if (!stop)
             retry_due(q);
         maybe_rotate(q, false);
@@ -923,12 +924,7 @@ static void *queue_main(void *arg)
     struct item *rest = q->in_head;
     q->in_head = q->in_tail = NULL;
     pthread_mutex_unlock(&q->lock);
-    handle_items(q, rest);
-    if (q->unsynced != NULL) {
-        commit_batch(q, NULL); /* no waiting for a next commit now */
-        if (journal_pending(q->journal) > 0 && journal_write(q->journal) < 0)
-            log_err("queue: journal write failed: %s", strerror(errno));
-    }
+    handle_items(q, rest, true); /* no waiting for a next commit now */
     maybe_log_stats(q, true);
     log_buffered(false);
     return NULL;

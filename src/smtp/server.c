@@ -395,7 +395,7 @@ static size_t scan_text(struct smtp_server *s, const uint8_t *p, size_t n, bool 
             t->bol = true;
         } else {
             /* Not a line end: only CRLF "." CRLF may end this client's data.
-             * The octets before it still count (the message is refused; see emit). */
+             * The octets before it still count (the message is refused; see span_add). */
             span_fault(s, &sp, FAULT_BARE_LF);
             span_add(s, &sp, p + i, seg);
             line_add(s, &sp, 1);

@@ -167,6 +167,17 @@ class Pigeond:
             time.sleep(0.02)
         return self.messages(user)
 
+    def wait_spool_empty(self, timeout=30):
+        """Wait until the queue has handed every message to the mailboxes (spool/msg empty)."""
+        msgdir = self.dir / "var" / "spool" / "msg"
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if not any(msgdir.iterdir()):
+                time.sleep(0.2)  # and for the last deliveries' files to be linked
+                return True
+            time.sleep(0.05)
+        return False
+
     def wait_for_log(self, text, timeout=10):
         deadline = time.time() + timeout
         while time.time() < deadline:

@@ -142,18 +142,6 @@ def delivered(d):
     return out
 
 
-def wait_until_spool_empty(d, timeout=20):
-    """Wait for the queue to hand everything to the mailboxes (msg/ empty)."""
-    msgdir = d.dir / "var" / "spool" / "msg"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if not any(msgdir.iterdir()):
-            time.sleep(0.2)  # and for the last deliveries' files to be linked
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def check_stored(key, msg, qid=None):
     """A delivered copy is the trace plus exactly the message sent."""
     assert msg.startswith(b"Return-Path: <" + key + b"@sender.test>\r\nReceived: from crash")
@@ -196,7 +184,7 @@ def test_sigkill_under_load_loses_no_acknowledged_message_and_duplicates_none(ma
 
     # Phase 2: restart on the same directory and let the queue deliver.
     d.start()
-    assert wait_until_spool_empty(d), d.log()[-3000:]
+    assert d.wait_spool_empty(20), d.log()[-3000:]
     got = delivered(d)
     assert set(got) <= set(all_keys)
     in_doubt_delivered = 0
@@ -229,7 +217,7 @@ def test_sigkill_under_load_loses_no_acknowledged_message_and_duplicates_none(ma
     assert not any(t.is_alive() for t in threads)
     assert not errors, errors
     assert all(state[k] == ACKED for ks in retry.values() for k in ks)
-    assert wait_until_spool_empty(d), d.log()[-3000:]
+    assert d.wait_spool_empty(20), d.log()[-3000:]
     got = delivered(d)
     assert sorted(got) == sorted(all_keys)
     for key, copies in got.items():

@@ -250,40 +250,47 @@ def test_trusted_clients_are_exempt_from_per_client_limits_but_not_from_sessions
 # ---- slowloris ----------------------------------------------------------------------
 
 
+def dribble(c, payload, interval, limit=12):
+    """Send payload a byte every interval seconds until it is all sent, a
+    reply line has come, the server hangs up or limit seconds pass; leaves
+    the socket blocking again.  Returns (what came back, bytes sent, seconds)."""
+    c.sock.setblocking(False)
+    got = b""
+    started = time.time()
+    sent = 0
+    while sent < len(payload) and b"\r\n" not in got and time.time() - started < limit:
+        try:
+            c.sock.send(payload[sent:sent + 1])
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        sent += 1
+        readable, _, _ = select.select([c.sock], [], [], interval)
+        if readable:
+            try:
+                chunk = c.sock.recv(4096)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            got += chunk
+    c.sock.setblocking(True)
+    return got, sent, time.time() - started
+
+
 def test_command_line_dribbled_a_byte_a_second_is_cut_off_at_the_command_timeout(make_pigeond):
     d = make_pigeond(extra="timeout command 3s")
     c = SmtpConn(d.port)
     assert c.reply()[0] == 220
     assert c.cmd(b"EHLO slow.example\r\n")[0] == 250  # enhanced status codes from here on
     line = b"MAIL FROM:<" + b"a" * 40 + b"@slow.example>\r\n"  # a minute's worth of bytes
-    c.sock.setblocking(False)
-    got = b""
-    started = time.time()
-    sent = 0
     try:
-        while sent < len(line) and b"\r\n" not in got and time.time() - started < 12:
-            try:
-                c.sock.send(line[sent:sent + 1])
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            sent += 1
-            # A byte a second: each byte comes well within any read timeout.
-            readable, _, _ = select.select([c.sock], [], [], 1.0)
-            if readable:
-                try:
-                    chunk = c.sock.recv(4096)
-                except ConnectionResetError:
-                    break
-                if not chunk:
-                    break
-                got += chunk
-        elapsed = time.time() - started
+        # A byte a second: each byte comes well within any read timeout.
+        got, sent, elapsed = dribble(c, line, 1.0)
         assert got.startswith(b"421 4.4.2 "), (got, sent)
         assert got.endswith(b"\r\n") and got.count(b"\r\n") == 1, got
         # Cut off by the line's age (whole seconds: 2 to 4 s), not by a silence.
         assert 1.5 <= elapsed <= 3 + 3, elapsed
         assert sent >= 2, sent
-        c.sock.setblocking(True)
         assert c.closed(), "still open after 421"
     finally:
         c.close()
@@ -299,32 +306,12 @@ def test_message_data_dribbled_a_byte_a_second_is_cut_off_at_the_data_timeout(ma
     assert c.cmd(b"MAIL FROM:<a@slow.example>\r\n")[0] == 250
     assert c.cmd(b"RCPT TO:<somebody@localhost>\r\n")[0] == 250
     assert c.cmd(b"DATA\r\n")[0] == 354
-    c.sock.setblocking(False)
-    got = b""
-    started = time.time()
-    sent = 0
     try:
         # Two bytes a second: every read is well within the timeout, but far
         # less than the kilobyte a data timeout's window asks for.
-        while b"\r\n" not in got and time.time() - started < 12:
-            try:
-                c.sock.send(b"x")
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            sent += 1
-            readable, _, _ = select.select([c.sock], [], [], 0.5)
-            if readable:
-                try:
-                    chunk = c.sock.recv(4096)
-                except ConnectionResetError:
-                    break
-                if not chunk:
-                    break
-                got += chunk
-        elapsed = time.time() - started
+        got, sent, elapsed = dribble(c, b"x" * 100, 0.5)
         assert got.startswith(b"421 4.4.2 "), (got, sent)
         assert 2 <= elapsed <= 3 + 3, elapsed
-        c.sock.setblocking(True)
         assert c.closed(), "still open after 421"
     finally:
         c.close()
@@ -375,7 +362,7 @@ def test_a_thousand_slow_clients_neither_starve_another_nor_cost_unbounded_memor
             assert greeting.startswith(b"220 "), greeting
         started = time.time()
 
-        def dribble():
+        def dribble_all():
             """Every slow client sends one more byte of a command line each second."""
             text = b"EHLO slow.example\r\n"
             for second in range(6):
@@ -386,7 +373,7 @@ def test_a_thousand_slow_clients_neither_starve_another_nor_cost_unbounded_memor
                 peak[0] = max(peak[0], rss_kib(d.proc.pid))
                 stop.wait(max(0.0, started + second + 1 - time.time()))
 
-        t = threading.Thread(target=dribble)
+        t = threading.Thread(target=dribble_all)
         t.start()
         time.sleep(2.5)  # in the middle of the dribbling
         sent_at = time.time()
@@ -409,7 +396,8 @@ def test_a_thousand_slow_clients_neither_starve_another_nor_cost_unbounded_memor
           "%.1f KB a session); the ordinary message took %.3f s"
           % (SLOW_CLIENTS, before / 1024, peak[0] / 1024, growth,
              (peak[0] - before) / SLOW_CLIENTS, took))
-    assert growth < 100 * MEMORY_SLACK, "pigeond grew by %.1f MB" % growth
+    # About 2 KB a session is what it takes; 20 KB would mean buffers held per byte.
+    assert growth < 20 * MEMORY_SLACK, "pigeond grew by %.1f MB" % growth
     assert d.proc.poll() is None
 
 
@@ -535,17 +523,6 @@ def kill_sender(port, rnd, index, state, lock, killed, errors):
             errors.append((rnd, index, repr(e)))
 
 
-def wait_spool_empty(d, timeout=30):
-    msgdir = d.dir / "var" / "spool" / "msg"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if not any(msgdir.iterdir()):
-            time.sleep(0.2)  # the last deliveries' links
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_sigkill_at_random_moments_twenty_times_loses_and_duplicates_nothing(make_pigeond):
     d = make_pigeond()
     seed = int(os.environ.get("PIGEON_TEST_SEED", time.time()))  # to repeat a run
@@ -576,7 +553,7 @@ def test_sigkill_at_random_moments_twenty_times_loses_and_duplicates_nothing(mak
     d.start()
     for i in range(KILL_SENDERS):
         send_final(d.port, i, state, lock)
-    assert wait_spool_empty(d), d.log()[-3000:]
+    assert d.wait_spool_empty(), d.log()[-3000:]
     assert d.stop() == 0
 
     delivered = {}
